@@ -1,0 +1,119 @@
+"""``ImageSet``: the one container for a small image set (distilled or selected), its labels and provenance.
+
+Saved as a single ``.pt`` file holding tensors and JSON-able metadata, with everything needed to
+re-evaluate it: the normalisation statistics, the dataset it came from (and its MD5), the method,
+IPC, seed, hyperparameters, versions and the learned learning rate if any.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import DataError
+
+FORMAT_VERSION = 1
+
+
+def environment_versions() -> dict:
+    """Package versions recorded with every saved set."""
+    import numpy
+
+    from .. import __version__
+
+    return {
+        "medistill": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class ImageSet:
+    """images: (N, C, H, W) float normalised with ``mean``/``std`` (C,); labels: (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    class_names: list[str]
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.images.dim() != 4:
+            raise DataError(f"ImageSet images must be (N, C, H, W), got {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise DataError(f"ImageSet labels must be ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def learned_lr(self) -> float | None:
+        return self.metadata.get("learned_lr")
+
+    def images_per_class(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def denormalized(self) -> torch.Tensor:
+        """Pixels in [0, 1] (clamped), (N, C, H, W)."""
+        x = self.images.detach().float().cpu() * self.std.view(1, -1, 1, 1) + self.mean.view(1, -1, 1, 1)
+        return x.clamp(0, 1)
+
+    def save(self, path) -> Path:
+        """Write atomically (temp file + rename) to ``path``; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": "medistill.ImageSet",
+            "format_version": FORMAT_VERSION,
+            "images": self.images.detach().cpu(),
+            "labels": self.labels.detach().cpu(),
+            "mean": self.mean.cpu(),
+            "std": self.std.cpu(),
+            "class_names": list(self.class_names),
+            "metadata": {**self.metadata, "versions": self.metadata.get("versions") or environment_versions()},
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "ImageSet":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "synthetic_set.pt"
+        if not path.exists():
+            raise DataError(f"no image set at {path}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise DataError(f"{path} is not a readable medistill image set: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != "medistill.ImageSet":
+            raise DataError(f"{path} is not a medistill image set (no 'format' marker)")
+        return cls(
+            images=payload["images"],
+            labels=payload["labels"],
+            mean=payload["mean"],
+            std=payload["std"],
+            class_names=payload["class_names"],
+            metadata=payload["metadata"],
+        )
+
+    def save_grid(self, path, max_per_class: int = 10, scale: int = 3) -> Path:
+        """PNG grid of the (de-normalised) images, one row per class, at most ``max_per_class`` columns."""
+        from .grid import write_class_grid
+
+        return write_class_grid(path, self.denormalized(), self.labels, self.num_classes, max_per_class, scale)

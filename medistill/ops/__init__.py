@@ -1,0 +1,11 @@
+"""medistill's torch ops: fast kernels with pure-PyTorch fallbacks.
+
+This layer imports nothing else from medistill, so other projects can use the fused
+augmentation and matching losses on their own. ``medistill.ops.reference`` holds the
+pure-PyTorch reference of every op.
+"""
+from . import reference
+from ._extension import build_info, has_cuda_kernels, has_ops
+from .channel_normalize import channel_normalize
+
+__all__ = ["reference", "build_info", "has_ops", "has_cuda_kernels", "channel_normalize"]

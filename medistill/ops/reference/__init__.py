@@ -1,0 +1,8 @@
+"""Pure-PyTorch references of every medistill op.
+
+Each function here computes exactly what the compiled op computes, with plain torch code. They are
+the fallback when ``medistill._C`` is absent and the oracle the tests compare the kernels against.
+"""
+from .channel_normalize import channel_normalize
+
+__all__ = ["channel_normalize"]
