@@ -6,6 +6,7 @@ IPC, seed, hyperparameters, versions and the learned learning rate if any.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import tempfile
@@ -27,7 +28,7 @@ def environment_versions() -> dict:
 
     return {
         "medistill": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
@@ -78,7 +79,9 @@ class ImageSet:
             "mean": self.mean.cpu(),
             "std": self.std.cpu(),
             "class_names": list(self.class_names),
-            "metadata": {**self.metadata, "versions": self.metadata.get("versions") or environment_versions()},
+            # Plain JSON types only, so the file loads with weights_only=True.
+            "metadata": json.loads(json.dumps(
+                {**self.metadata, "versions": self.metadata.get("versions") or environment_versions()}, default=str)),
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         os.close(fd)

@@ -1,0 +1,185 @@
+"""The ``medistill`` command line: the only layer that parses arguments or prints tables."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+DEFAULT_RUNS = "runs"
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="MedMNIST name (e.g. breastmnist) or an image folder path")
+    p.add_argument("--data-root", default=None, help="folder with the MedMNIST .npz files (default: $MEDISTILL_DATA, then ~/.medmnist)")
+    p.add_argument("--size", type=int, default=28, help="image size (MedMNIST: 28, 64, 128, 224)")
+    p.add_argument("--allow-md5-mismatch", action="store_true", help="accept a file whose MD5 is not the official one")
+    p.add_argument("--download", action="store_true", help="try medmnist's download when the file is missing")
+
+
+def _add_eval_args(p: argparse.ArgumentParser, default_models: int = 5) -> None:
+    p.add_argument("--models", type=int, default=default_models, help="networks trained for the score (mean ± std)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per network (protocol: 300, 1000 with --dsa)")
+    p.add_argument("--eval-model", default="convnet", help="network to evaluate with (convnet, resnet18, …)")
+    p.add_argument("--dsa", action="store_true", help="train the evaluation networks with DSA augmentation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", default=None, help="also write the result as JSON to this path")
+
+
+def _load(args):
+    from .data import load_dataset
+
+    kwargs = {}
+    if not os.path.isdir(args.dataset):
+        kwargs = {"verify_md5": not args.allow_md5_mismatch, "download": args.download}
+    return load_dataset(args.dataset, size=args.size, root=args.data_root, **kwargs)
+
+
+def _dsa_augment():
+    from .ops import DSAugment
+
+    augment = DSAugment(strategy="color_crop_cutout_flip_scale_rotate", mode="S", siamese=False)
+    return lambda x, generator: augment(x, generator=generator)
+
+
+def _eval_config(args, lr: float = 0.01):
+    from .evaluate import EvalConfig
+
+    return EvalConfig(model=args.eval_model, num_models=args.models, epochs=args.epochs, lr=lr,
+                      seed=args.seed, device=args.device, augment=args.dsa)
+
+
+def _write_json(path, payload) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=1))
+        print(f"wrote {path}")
+
+
+def cmd_info(args) -> int:
+    from . import __version__, build_info
+    from .data import dataset_names, default_root, locate
+    from .data.errors import DataError
+
+    info = build_info()
+    print(f"medistill {__version__}  torch {info['runtime_torch']}  (CUDA runtime {info['runtime_cuda']})")
+    print(f"compiled ops:  {'loaded' if info['ops_loaded'] else 'NOT loaded — pure-PyTorch fallback'}")
+    if info["load_error"]:
+        print(f"  why: {info['load_error']}")
+    print(f"CPU kernels:   {'on' if info['cpu_kernels'] else 'off'}")
+    print(f"CUDA kernels:  {'compiled' if info['cuda_kernels_compiled'] else 'not compiled'}"
+          f" ({info['cuda_decision']}; archs {info['cuda_arch_list']})")
+    print(f"CUDA device:   {'available' if info['cuda_device_available'] else 'none'}")
+    print(f"built against: torch {info['built_with_torch']}, CUDA {info['built_with_cuda']}")
+    root = default_root(args.data_root)
+    print(f"data root:     {root}")
+    for name in dataset_names():
+        try:
+            print(f"  {name:16s} found  {locate(name, 28, args.data_root)}")
+        except DataError as exc:
+            print(f"  {name:16s} {'refused' if 'multi-label' in str(exc) else 'missing'}")
+    _write_json(args.json, info)
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from .evaluate import evaluate_images
+    from .selection import select
+
+    dataset = _load(args)
+    started = time.time()
+    subset = select(dataset, args.selector, None if args.selector == "full" else args.ipc, seed=args.seed)
+    result = evaluate_images(subset.images, subset.labels, dataset.test_images, dataset.test_labels,
+                             dataset.num_classes, dataset.task, _eval_config(args),
+                             augment=_dsa_augment() if args.dsa else None, desc=f"{args.selector} ipc {args.ipc}")
+    label = "full" if args.selector == "full" else f"{args.selector}, IPC {args.ipc}"
+    print(f"{dataset.name} · {label} · {len(subset.labels)} images · {result.config['epochs']} epochs")
+    print("  " + result.line())
+    payload = {"dataset": dataset.name, "selector": args.selector, "ipc": args.ipc, "images": len(subset.labels),
+               "seconds": round(time.time() - started, 1), "command": " ".join(sys.argv), **result.to_dict()}
+    _write_json(args.json, payload)
+    if args.save:
+        path = subset.save(args.save)
+        print(f"saved the selected set to {path}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import ImageSet
+    from .evaluate import evaluate_images
+
+    image_set = ImageSet.load(args.path)
+    meta = image_set.metadata
+    name = args.dataset or meta.get("dataset")
+    if not name:
+        raise SystemExit("the set does not record its dataset: pass --dataset")
+    args.dataset = name
+    dataset = _load(args)
+    if tuple(image_set.images.shape[1:]) != tuple(dataset.test_images.shape[1:]):
+        raise SystemExit(f"set images {tuple(image_set.images.shape[1:])} do not match {dataset.name} "
+                         f"test images {tuple(dataset.test_images.shape[1:])}")
+    if image_set.num_classes != dataset.num_classes:
+        raise SystemExit(f"set has {image_set.num_classes} classes, {dataset.name} has {dataset.num_classes}")
+    lr = image_set.learned_lr or 0.01
+    result = evaluate_images(image_set.images, image_set.labels, dataset.test_images, dataset.test_labels,
+                             dataset.num_classes, dataset.task, _eval_config(args, lr=lr),
+                             augment=_dsa_augment() if args.dsa else None)
+    print(f"{args.path} · {meta.get('method')} · IPC {meta.get('ipc')} on {dataset.name} · lr {lr:g}")
+    print("  " + result.line())
+    _write_json(args.json, {"path": str(args.path), "command": " ".join(sys.argv), **result.to_dict()})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medistill", description="Dataset distillation for medical images.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="datasets found, build info, CUDA kernels on/off")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("baseline", help="score a real-data baseline (random, herding, kcenter, full)")
+    _add_data_args(p)
+    p.add_argument("--selector", default="random", choices=["random", "herding", "kcenter", "full"])
+    p.add_argument("--ipc", type=int, default=10, help="images per class (ignored for full)")
+    p.add_argument("--save", default=None, help="save the selected set (.pt) here")
+    _add_eval_args(p)
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("evaluate", help="re-score a saved image set (.pt file or run folder)")
+    p.add_argument("path")
+    p.add_argument("--dataset", default=None, help="override the dataset recorded in the set")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--size", type=int, default=28)
+    p.add_argument("--allow-md5-mismatch", action="store_true")
+    p.add_argument("--download", action="store_true")
+    _add_eval_args(p)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    from .data.errors import DataError
+
+    try:
+        return args.func(args)
+    except (DataError, ValueError) as exc:
+        print(f"medistill {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""ConvNet, the default network for distilling and evaluating (REFERENCE.md, "ConvNet").
+
+depth × [Conv3×3 → norm → ReLU → AvgPool2d(2)] → flatten → Linear(features, K). At 28 px the first
+convolution pads by 3 (28+6-2 = 32) for any channel count, so a 28 px input gives the same
+128×4×4 = 2048 features as a 32 px one; the published code does this for 1 channel only.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """'instancenorm' (GroupNorm with one group per channel, affine: the published default), 'batchnorm', 'none'."""
+    if kind == "instancenorm":
+        return nn.GroupNorm(channels, channels, affine=True)
+    if kind == "batchnorm":
+        return nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; choose instancenorm, batchnorm or none")
+
+
+def make_pool(kind: str) -> nn.Module:
+    if kind == "avgpooling":
+        return nn.AvgPool2d(2)
+    if kind == "maxpooling":
+        return nn.MaxPool2d(2)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown pooling {kind!r}; choose avgpooling, maxpooling or none")
+
+
+class ConvNet(nn.Module):
+    """x: (B, C, H, W) → logits (B, K); ``embed(x)`` → (B, feature_dim)."""
+
+    def __init__(self, channels: int, num_classes: int, image_size: int = 28, width: int = 128, depth: int = 3,
+                 norm: str = "instancenorm", pooling: str = "avgpooling"):
+        super().__init__()
+        if channels < 1 or num_classes < 1 or depth < 1 or width < 1:
+            raise ValueError("ConvNet needs channels, num_classes, width and depth ≥ 1")
+        layers: list[nn.Module] = []
+        size = image_size
+        in_ch = channels
+        for d in range(depth):
+            pad = 3 if (d == 0 and image_size == 28) else 1
+            layers += [nn.Conv2d(in_ch, width, 3, padding=pad), make_norm(norm, width), nn.ReLU(inplace=True)]
+            size = size + 2 * pad - 2
+            if pooling != "none":
+                layers.append(make_pool(pooling))
+                size //= 2
+            in_ch = width
+        if size < 1:
+            raise ValueError(f"image_size {image_size} is too small for depth {depth}")
+        self.features = nn.Sequential(*layers)
+        self.feature_dim = width * size * size
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, feature_dim) flattened features."""
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
