@@ -13,7 +13,22 @@ import pytest
 import torch
 
 THREADS = int(os.environ.get("MEDISTILL_BENCH_THREADS", "1"))
+DEVICE = os.environ.get("MEDISTILL_BENCH_DEVICE", "cpu")
 torch.set_num_threads(THREADS)
+
+
+@pytest.fixture
+def device():
+    """Where benchmarks put their tensors: $MEDISTILL_BENCH_DEVICE (cpu by default, cuda in gpu_check.sh)."""
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        pytest.skip("MEDISTILL_BENCH_DEVICE=cuda but no CUDA device")
+    return torch.device(DEVICE)
+
+
+def synchronize(device) -> None:
+    """Wait for queued GPU work so a timing covers it (no-op on CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 @pytest.fixture(params=["reference", "medistill"])
@@ -44,7 +59,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                          "medistill_ms": medians["medistill"] * 1e3, "speedup": ratio})
     if not rows:
         return
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = DEVICE
     terminalreporter.write_sep("=", f"medistill vs reference (median, {THREADS} thread(s), {device})")
     terminalreporter.write_line(f"{'case':58s} {'reference ms':>13s} {'medistill ms':>13s} {'speedup':>8s}")
     for r in rows:

@@ -136,6 +136,61 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _method_config(args):
+    from .methods import CONFIGS, make_config, parse_override
+
+    if args.method not in CONFIGS:
+        raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(CONFIGS)}")
+    overrides = dict(parse_override(text, CONFIGS[args.method]) for text in args.set)
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    if args.experts is not None:
+        overrides["expert_dir"] = args.experts
+    overrides["seed"] = args.seed
+    return make_config(args.method, args.ipc, args.preset, **overrides)
+
+
+def cmd_distill(args) -> int:
+    from .evaluate import EvalConfig
+    from .methods import distill
+
+    dataset = _load(args)
+    config = _method_config(args)
+    out = Path(args.out or Path(DEFAULT_RUNS) / f"{dataset.name}-{args.method}-ipc{args.ipc}-{args.preset}-s{args.seed}")
+    quick = args.preset == "quick"
+    eval_config = EvalConfig(model=args.eval_model, num_models=args.eval_models,
+                             epochs=args.eval_epochs if args.eval_epochs is not None else (300 if quick else None),
+                             seed=args.seed, device=args.device)
+    print(f"distilling {dataset.name} ({len(dataset.train_labels)} train images, {dataset.num_classes} classes) "
+          f"with {args.method.upper()} at IPC {args.ipc}, preset {args.preset} → {out}")
+    result = distill(dataset, args.method, config, out, resume=args.resume, force=args.force,
+                     device=args.device, eval_config=eval_config, stop_after=args.stop_after)
+    print(result.summary, end="")
+    return 0
+
+
+def cmd_experts(args) -> int:
+    from .methods import ExpertConfig, build_experts
+    from tqdm.auto import tqdm
+
+    dataset = _load(args)
+    config = ExpertConfig(num_experts=args.num_experts, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                          model=args.model, dtype=args.dtype)
+    out = Path(args.out or Path("experts") / f"{dataset.name}-{args.model}-e{args.epochs}-s{args.seed}")
+    param_bytes = 4 if args.dtype == "float32" else 2
+    from .models import build_model
+
+    params = sum(p.numel() for p in build_model(args.model, dataset.channels, dataset.num_classes,
+                                                dataset.image_size).parameters())
+    print(f"training {args.num_experts} experts × {args.epochs} epochs on {dataset.name} → {out} "
+          f"({(args.epochs + 1) * params * param_bytes / 2**20:.1f} MiB per expert, {args.dtype})")
+    bar = tqdm(total=args.num_experts, desc="experts", unit="expert")
+    build_experts(dataset, config, out, device=args.device, on_expert=lambda _: bar.update(1))
+    bar.close()
+    print(f"expert bank ready: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medistill", description="Dataset distillation for medical images.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +217,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true")
     _add_eval_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("distill", help="distil a dataset with DC, DSA, DM or MTT, evaluate it, write a run folder")
+    _add_data_args(p)
+    p.add_argument("--method", required=True, help="dc, dsa, dm or mtt")
+    p.add_argument("--ipc", type=int, default=10, help="synthetic images per class")
+    p.add_argument("--preset", default="paper", help="paper (published budgets) or quick (minutes on a CPU)")
+    p.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any method setting")
+    p.add_argument("--experts", default=None, help="MTT: expert bank folder (from `medistill experts`)")
+    p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<method>-ipc<K>-<preset>-s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="start over even if --out holds a run")
+    p.add_argument("--eval-models", type=int, default=3, help="networks trained to score the set (0: skip)")
+    p.add_argument("--eval-epochs", type=int, default=None, help="epochs per evaluation network (quick: 300)")
+    p.add_argument("--eval-model", default="convnet")
+    p.add_argument("--stop-after", type=int, default=None, help="stop after this many iterations (resumable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("experts", help="train MTT expert trajectories into a reusable bank")
+    _add_data_args(p)
+    p.add_argument("--num-experts", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--model", default="convnet")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--out", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.set_defaults(func=cmd_experts)
     return parser
 
 
@@ -173,7 +261,7 @@ def main(argv=None) -> int:
 
     try:
         return args.func(args)
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError) as exc:  # RunFolderError is a ValueError
         print(f"medistill {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,5 +1,6 @@
 // CPU kernels of channel_normalize (math in common/channel_normalize_math.h).
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
@@ -25,22 +26,27 @@ void check_args(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& s
 at::Tensor channel_normalize_cpu(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& std) {
   check_args(x, mean, std);
   at::Tensor xc = x.contiguous();
-  at::Tensor mean64 = mean.to(at::kDouble).contiguous();
-  at::Tensor std64 = std.to(at::kDouble).contiguous();
   at::Tensor out = at::empty_like(xc);
-  const int64_t n = xc.numel();
-  if (n == 0) return out;
+  if (xc.numel() == 0) return out;
   const int64_t channels = xc.size(1);
+  const int64_t planes = xc.size(0) * channels;
   const int64_t plane = xc.size(2) * xc.size(3);
-  const double* m = mean64.data_ptr<double>();
-  const double* s = std64.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "channel_normalize_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    at::Tensor m = mean.to(xc.scalar_type()).contiguous();
+    at::Tensor s = std.to(xc.scalar_type()).contiguous();
+    const scalar_t* mp = m.data_ptr<scalar_t>();
+    const scalar_t* sp = s.data_ptr<scalar_t>();
     const scalar_t* in = xc.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const long c = channel_of(i, channels, plane);
-        o[i] = channel_normalize_forward_element<scalar_t, double>(in[i], m[c], s[c]);
+    at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t c = p % channels;
+        const acc_t mu = static_cast<acc_t>(mp[c]);
+        const acc_t inv = acc_t(1) / static_cast<acc_t>(sp[c]);
+        const scalar_t* src = in + p * plane;
+        scalar_t* dst = o + p * plane;
+        for (int64_t i = 0; i < plane; ++i) dst[i] = channel_normalize_forward_element<scalar_t, acc_t>(src[i], mu, inv);
       }
     });
   });
@@ -52,19 +58,23 @@ at::Tensor channel_normalize_backward_cpu(const at::Tensor& grad_out, const at::
   MEDISTILL_CHECK_FLOAT(op, "grad_out", grad_out);
   MEDISTILL_CHECK_DIM(op, "grad_out", grad_out, 4);
   at::Tensor g = grad_out.contiguous();
-  at::Tensor std64 = std.to(at::kDouble).contiguous();
   at::Tensor out = at::empty_like(g);
-  const int64_t n = g.numel();
-  if (n == 0) return out;
+  if (g.numel() == 0) return out;
   const int64_t channels = g.size(1);
+  const int64_t planes = g.size(0) * channels;
   const int64_t plane = g.size(2) * g.size(3);
-  const double* s = std64.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "channel_normalize_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    at::Tensor s = std.to(g.scalar_type()).contiguous();
+    const scalar_t* sp = s.data_ptr<scalar_t>();
     const scalar_t* in = g.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        o[i] = channel_normalize_backward_element<scalar_t, double>(in[i], s[channel_of(i, channels, plane)]);
+    at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const acc_t inv = acc_t(1) / static_cast<acc_t>(sp[p % channels]);
+        const scalar_t* src = in + p * plane;
+        scalar_t* dst = o + p * plane;
+        for (int64_t i = 0; i < plane; ++i) dst[i] = channel_normalize_backward_element<scalar_t, acc_t>(src[i], inv);
       }
     });
   });

@@ -20,7 +20,7 @@ __global__ void channel_normalize_kernel(const scalar_t* __restrict__ x, const f
                                          int64_t n, int64_t channels, int64_t plane) {
   MEDISTILL_GRID_STRIDE_LOOP(i, n) {
     const long c = channel_of(i, channels, plane);
-    out[i] = channel_normalize_forward_element<scalar_t, float>(x[i], mean[c], std[c]);
+    out[i] = channel_normalize_forward_element<scalar_t, float>(x[i], mean[c], 1.0f / std[c]);
   }
 }
 
@@ -29,7 +29,7 @@ __global__ void channel_normalize_backward_kernel(const scalar_t* __restrict__ g
                                                   scalar_t* __restrict__ out, int64_t n, int64_t channels,
                                                   int64_t plane) {
   MEDISTILL_GRID_STRIDE_LOOP(i, n) {
-    out[i] = channel_normalize_backward_element<scalar_t, float>(g[i], std[channel_of(i, channels, plane)]);
+    out[i] = channel_normalize_backward_element<scalar_t, float>(g[i], 1.0f / std[channel_of(i, channels, plane)]);
   }
 }
 

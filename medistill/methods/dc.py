@@ -1,0 +1,89 @@
+"""DC (gradient matching, Zhao et al. 2021) and DSA (DC with Siamese augmentation, Zhao & Bilen 2021).
+
+Per iteration: a fresh network. For each of ``outer_loop`` steps: for every class, the gradient of
+the cross-entropy on ``batch_real`` real images (detached) and on the class's synthetic images
+(``create_graph=True``) with respect to all network parameters; the per-class gradient lists are
+stacked and matched in one :func:`medistill.ops.gradient_match_loss_batched` call; one SGD step on
+the images. Between outer steps (not after the last) the network trains ``inner_loop`` epochs on the
+synthetic set (batch ``batch_train``, SGD ``lr_net``; unseeded DSA for DSA).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..ops import gradient_match_loss_batched
+from .base import DistillMethod
+
+
+class DC(DistillMethod):
+    name = "dc"
+
+    @property
+    def uses_dsa(self) -> bool:  # DC sets are evaluated without augmentation, DSA sets with it
+        return self.config.dsa
+
+    def class_gradients(self, net, params, c: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        real = self.sample_real(c, self.config.batch_real)
+        syn = self.images[self.class_slice(c)]
+        if self.config.dsa:
+            real, syn = self.augment.siamese(real, syn)
+        y_real = torch.full((len(real),), c, dtype=torch.long, device=self.device)
+        g_real = torch.autograd.grad(F.cross_entropy(net(real), y_real), params)
+        y_syn = torch.full((len(syn),), c, dtype=torch.long, device=self.device)
+        g_syn = torch.autograd.grad(F.cross_entropy(net(syn), y_syn), params, create_graph=True)
+        return [g.detach() for g in g_real], list(g_syn)
+
+    def train_network(self, net, net_optimizer) -> None:
+        images, labels = self.images.detach(), self.labels
+        for _ in range(self.inner_loop):
+            order = torch.randperm(len(labels), generator=self.generator).to(self.device)
+            for start in range(0, len(labels), self.config.batch_train):
+                idx = order[start : start + self.config.batch_train]
+                x = images[idx]
+                if self.config.dsa:
+                    x = self.augment.independent(x)
+                loss = F.cross_entropy(net(x), labels[idx])
+                net_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                net_optimizer.step()
+
+    @property
+    def outer_loop(self) -> int:
+        return self.config.loops()[0]
+
+    @property
+    def inner_loop(self) -> int:
+        return self.config.loops()[1]
+
+    def step(self) -> torch.Tensor:
+        net = self.sample_network()
+        net.train()
+        params = list(net.parameters())
+        net_optimizer = torch.optim.SGD(net.parameters(), lr=self.config.lr_net)
+        total = torch.zeros((), device=self.device)
+        for outer in range(self.outer_loop):
+            per_class = [self.class_gradients(net, params, c) for c in range(self.num_classes)]
+            g_real = [torch.stack([pc[0][i] for pc in per_class]) for i in range(len(params))]
+            g_syn = [torch.stack([pc[1][i] for pc in per_class]) for i in range(len(params))]
+            loss = gradient_match_loss_batched(g_real, g_syn, metric=self.config.metric).sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total = total + loss.detach()
+            if outer == self.outer_loop - 1:
+                break
+            self.train_network(net, net_optimizer)
+        self.iteration += 1
+        return total / (self.outer_loop * self.num_classes)
+
+
+class DSA(DC):
+    """DC with Siamese DSA on both batches and unseeded DSA in the inner loop (config.dsa=True)."""
+
+    name = "dsa"
+
+    def __init__(self, dataset, config, device="cpu"):
+        if not config.dsa:
+            raise ValueError("DSA needs config.dsa=True (make_config('dsa', …) sets it)")
+        super().__init__(dataset, config, device)

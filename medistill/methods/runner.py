@@ -1,0 +1,182 @@
+"""Running a distillation end to end into a run folder a person can read.
+
+``run_folder/``: ``config.json``, ``checkpoint.pt`` (every ``checkpoint_every`` iterations, atomic),
+``synthetic_set.pt`` (an :class:`~medistill.data.ImageSet`), ``synthetic_grid.png``,
+``loss_curve.png``, ``metrics.json`` (the set's evaluation next to the random real subset at the
+same IPC and the majority-class rate) and ``summary.txt``. A run killed at any point and resumed
+with ``resume=True`` ends with the same synthetic set as an uninterrupted run (bit-identical on CPU).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import ImageDataset
+from ..data.imageset import environment_versions
+from ..evaluate import EvalConfig, evaluate_images
+from ..selection import select
+from .augmentation import DSAPair
+from .checkpoint import atomic_torch_save, atomic_write_text, config_mismatch, load_json
+from .config import config_dict
+from .dc import DC, DSA
+from .dm import DM
+from .mtt import MTT
+from .plots import write_loss_curve
+
+METHODS = {"dc": DC, "dsa": DSA, "dm": DM, "mtt": MTT}
+RUN_FILES = ("config.json", "checkpoint.pt", "synthetic_set.pt", "synthetic_grid.png", "loss_curve.png",
+             "metrics.json", "summary.txt")
+
+
+class RunFolderError(ValueError):
+    """The run folder holds something that this run must not overwrite or cannot resume."""
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    metrics: dict | None
+    summary: str
+
+
+def make_method(name: str, dataset: ImageDataset, config, device: str = "cpu"):
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name](dataset, config, device)
+
+
+def dsa_training_augment(strategy: str):
+    """Unseeded DSA for evaluation training: (x, generator) → augmented x."""
+    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return DSAPair(strategy, False, generator).independent(x)
+    return augment
+
+
+def _prepare_folder(folder: Path, run_config: dict, resume: bool, force: bool) -> dict | None:
+    """Check or clear the folder; returns the checkpoint to resume from, if any."""
+    existing = [f for f in RUN_FILES if (folder / f).exists()]
+    if existing and resume:
+        mismatch = config_mismatch(load_json(folder / "config.json"), run_config)
+        if mismatch:
+            raise RunFolderError(f"{folder} was made with a different configuration, cannot resume: {mismatch}")
+        if (folder / "checkpoint.pt").exists():
+            return torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)
+        return None
+    if existing and not force:
+        raise RunFolderError(f"{folder} already holds a run ({', '.join(existing)}); "
+                             "pass --resume to continue it or --force to start it over")
+    if existing:
+        for f in RUN_FILES:
+            (folder / f).unlink(missing_ok=True)
+    return None
+
+
+def run_config_of(method_name: str, dataset: ImageDataset, config) -> dict:
+    return {"method": method_name, "dataset": dataset.name, "dataset_md5": dataset.md5,
+            "image_shape": list(dataset.train_images.shape[1:]), **config_dict(config)}
+
+
+def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: bool = False,
+            force: bool = False, device: str = "cpu", eval_config: EvalConfig | None = None,
+            progress: bool = True, stop_after: int | None = None) -> RunResult:
+    """Distil ``dataset`` with ``method_name`` into ``folder``; evaluate when ``eval_config`` is given.
+
+    ``stop_after`` ends the loop early after that many iterations in this call (tests, time boxes);
+    the run can then be resumed.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run_config = run_config_of(method_name, dataset, config)
+    checkpoint = _prepare_folder(folder, run_config, resume, force)
+    if not (resume and (folder / "config.json").exists()):
+        atomic_write_text(folder / "config.json",
+                          json.dumps({**run_config, "versions": environment_versions()}, indent=1))
+    method = make_method(method_name, dataset, config, device)
+    losses: list[float] = []
+    if checkpoint is not None:
+        method.load_state_dict(checkpoint["method"])
+        losses = list(checkpoint["losses"])
+    started = time.time()
+    pending: list[torch.Tensor] = []
+    bar = tqdm(total=config.iterations, initial=method.iteration, desc=f"{method_name} ipc {config.ipc}",
+               unit="it", disable=not progress)
+    ran = 0
+    while method.iteration < config.iterations:
+        pending.append(method.step())
+        ran += 1
+        bar.update(1)
+        done = method.iteration
+        if done % config.log_every == 0 or done == config.iterations:
+            losses += torch.stack(pending).tolist()  # the only host sync: once per log interval
+            pending = []
+            bar.set_postfix(loss=f"{losses[-1]:.4g}")
+        if done % config.checkpoint_every == 0 or done == config.iterations:
+            if pending:
+                losses += torch.stack(pending).tolist()
+                pending = []
+            atomic_torch_save({"method": method.state_dict(), "losses": losses}, folder / "checkpoint.pt")
+        if stop_after is not None and ran >= stop_after:
+            break
+    bar.close()
+    if pending:
+        losses += torch.stack(pending).tolist()
+    if method.iteration < config.iterations:
+        return RunResult(folder, None, f"stopped at iteration {method.iteration}/{config.iterations}")
+
+    metadata = {"dataset": dataset.name, "dataset_md5": dataset.md5, "method": method_name, "ipc": config.ipc,
+                "seed": config.seed, "hyperparameters": config_dict(config), "iterations": config.iterations,
+                "evaluate_with_dsa": method.uses_dsa, "versions": environment_versions()}
+    synthetic = method.synthetic_set(metadata)
+    synthetic.save(folder / "synthetic_set.pt")
+    synthetic.save_grid(folder / "synthetic_grid.png")
+    write_loss_curve(folder / "loss_curve.png", list(range(1, len(losses) + 1)), losses,
+                     f"{method_name.upper()} · {dataset.name} · IPC {config.ipc}")
+    metrics = None
+    if eval_config is not None and eval_config.num_models > 0:
+        metrics = evaluate_run(dataset, synthetic, method.uses_dsa, config, eval_config, progress)
+        metrics["distill_seconds_this_session"] = round(time.time() - started, 1)
+        atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
+    summary = summarize_run(folder, method_name, dataset, config, losses, metrics)
+    atomic_write_text(folder / "summary.txt", summary)
+    return RunResult(folder, metrics, summary)
+
+
+def evaluate_run(dataset: ImageDataset, synthetic, uses_dsa: bool, config, eval_config: EvalConfig,
+                 progress: bool) -> dict:
+    """Score the synthetic set and the random real subset at the same IPC under the same protocol."""
+    augment = dsa_training_augment(config.dsa_strategy) if uses_dsa else None
+    cfg = dataclasses.replace(eval_config, augment=uses_dsa)
+    if synthetic.learned_lr:
+        cfg = dataclasses.replace(cfg, lr=synthetic.learned_lr)
+    args = (dataset.test_images, dataset.test_labels, dataset.num_classes, dataset.task)
+    distilled = evaluate_images(synthetic.images, synthetic.labels, *args, cfg, augment=augment,
+                                progress=progress, desc="evaluate distilled")
+    subset = select(dataset, "random", config.ipc, seed=eval_config.seed)
+    random_cfg = dataclasses.replace(cfg, lr=eval_config.lr)
+    random_result = evaluate_images(subset.images, subset.labels, *args, random_cfg, augment=augment,
+                                    progress=progress, desc="evaluate random")
+    return {"distilled": distilled.to_dict(), "random": random_result.to_dict(),
+            "majority_rate": distilled.majority_rate, "learned_lr": synthetic.learned_lr,
+            "evaluated_with_dsa": uses_dsa}
+
+
+def summarize_run(folder: Path, method_name: str, dataset: ImageDataset, config, losses, metrics) -> str:
+    lines = [f"{method_name.upper()} on {dataset.name}, IPC {config.ipc}, {config.iterations} iterations, seed {config.seed}",
+             f"final loss {losses[-1]:.4g} (first {losses[0]:.4g})" if losses else "no iterations run"]
+    if metrics:
+        for key in ("distilled", "random"):
+            s = metrics[key]["summary"]
+            lines.append(f"{key:9s} acc {s['accuracy']['mean']:.3f} ± {s['accuracy']['std']:.3f}  "
+                         f"bal-acc {s['balanced_accuracy']['mean']:.3f} ± {s['balanced_accuracy']['std']:.3f}  "
+                         f"AUC {s['auc']['mean']:.3f} ± {s['auc']['std']:.3f}")
+        lines.append(f"majority-class rate of the test split: {metrics['majority_rate']:.3f}; "
+                     f"{len(metrics['distilled']['per_model'])} models, {metrics['distilled']['config']['epochs']} epochs"
+                     f"{' with DSA' if metrics['evaluated_with_dsa'] else ''}")
+    lines.append(f"run folder: {folder}")
+    return "\n".join(lines) + "\n"
