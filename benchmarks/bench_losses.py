@@ -6,6 +6,9 @@ at once with the batched op on (K, ...) stacked gradients (stacking not timed);
 DM matches 256 real and 10 synthetic 2048-d embeddings per class over 10 classes; MTT compares flat
 parameter vectors of the same network. Gradients flow to the synthetic side only, as in DC/DM/MTT.
 Run: python -m pytest benchmarks/bench_losses.py -p no:cacheprovider
+The 10-class cases move ~40 MB per step, so on glibc their timings swing with whether freed memory
+went back to the OS (fresh pages fault on first touch, for either implementation). For steadier
+numbers run both sides with MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296.
 """
 import pytest
 import torch

@@ -150,6 +150,29 @@ def test_gradcheck_float64(metric):
 
 @needs_ops
 @pytest.mark.parametrize("metric", METRICS)
+def test_registered_autograd_equals_eager_function(metric):
+    # The wrappers use an autograd.Function in eager mode; direct op calls use register_autograd.
+    torch.manual_seed(11)
+    real, syn = make_grads([(4, 3, 3, 3), (4,), (3, 5), ()], torch.float64, batch=2)
+    for batched in (True, False):
+        r, s = ([t[0] for t in real], [t[0] for t in syn]) if not batched else (real, syn)
+        wrapper = gradient_match_loss_batched if batched else gradient_match_loss
+        loss_w = wrapper(r, s, metric)
+        loss_o, _ = torch.ops.medistill.gradient_match(r, s, metric, batched)
+        assert loss_w.grad_fn is not None and "GradientMatchFunction" in type(loss_w.grad_fn).__name__
+        assert "medistill_gradient_match" in type(loss_o.grad_fn).__name__
+        torch.testing.assert_close(loss_w, loss_o, rtol=0, atol=0)
+        seed = torch.randn_like(loss_w)
+        for gw, go in zip(torch.autograd.grad(loss_w, real + syn, seed, allow_unused=True),
+                          torch.autograd.grad(loss_o, real + syn, seed, allow_unused=True)):
+            torch.testing.assert_close(gw, go, rtol=0, atol=0)
+    assert torch.autograd.gradcheck(
+        lambda *t: torch.ops.medistill.gradient_match(list(t[:4]), list(t[4:]), metric, True)[0], (*real, *syn)
+    )
+
+
+@needs_ops
+@pytest.mark.parametrize("metric", METRICS)
 def test_opcheck(metric):
     torch.manual_seed(6)
     real, syn = make_grads([(3, 4, 2), (3,), (2, 5)], batch=2, requires_grad=False)
@@ -173,6 +196,13 @@ def test_compile_fullgraph():
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
     want = reference.gradient_match_loss(real, syn) + reference.gradient_match_loss(real, syn, "cos")
     torch.testing.assert_close(compiled(real, syn), want)
+    rb, sb = make_grads([(4, 3, 3, 3), (4,), (2, 16)], batch=3)
+    compiled_b = torch.compile(lambda r, s: gradient_match_loss_batched(r, s).sum(), fullgraph=True, backend="aot_eager")
+    got = compiled_b(rb, sb)
+    torch.testing.assert_close(got, reference.gradient_match_loss_batched(rb, sb).sum())
+    (g_got,) = torch.autograd.grad(got, sb[0])
+    (g_want,) = torch.autograd.grad(reference.gradient_match_loss_batched(rb, sb).sum(), sb[0])
+    torch.testing.assert_close(g_got, g_want)
 
 
 @pytest.mark.parametrize("kernel", [True, False])

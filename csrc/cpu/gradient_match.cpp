@@ -53,18 +53,11 @@ MEDISTILL_ALWAYS_INLINE void reduce_item_impl(int metric, const scalar_t* a, con
     const int64_t e = std::min(n, s + kBlock);
     scalar_t q0 = 0, q1 = 0, q2 = 0;
     if (metric == kGMMse) {
-#pragma omp simd reduction(+ : q0)
-      for (int64_t i = s; i < e; ++i) {
-        const scalar_t d = b[i] - a[i];
-        q0 += d * d;
-      }
+#pragma omp simd reduction(+ : q0, q1, q2)
+      for (int64_t i = s; i < e; ++i) gm_accumulate<scalar_t>(kGMMse, a[i], b[i], q0, q1, q2);
     } else {
 #pragma omp simd reduction(+ : q0, q1, q2)
-      for (int64_t i = s; i < e; ++i) {
-        q0 += a[i] * b[i];
-        q1 += a[i] * a[i];
-        q2 += b[i] * b[i];
-      }
+      for (int64_t i = s; i < e; ++i) gm_accumulate<scalar_t>(kGMOurs, a[i], b[i], q0, q1, q2);
     }
     p0 += q0;
     p1 += q1;

@@ -16,6 +16,12 @@ the forward for all tensors (one more, the backward); see ``csrc/cuda/gradient_m
 Kernels: float32/float64 on CPU; float16/bfloat16/float32/float64 on CUDA (float32 accumulation).
 Other dtypes/devices, more than 256 tensors on CUDA, or a missing ``medistill._C`` run the
 pure-PyTorch reference (``medistill.ops.reference.gradient_match_loss``).
+
+Autograd: ``torch.library.register_autograd`` on the op (used by direct op calls, ``opcheck`` and
+``torch.compile``). In eager mode the wrappers go through ``_GradientMatchFunction`` instead, an
+``autograd.Function`` around the same two ops: torch.library's generic handling of ``Tensor[]``
+arguments (pytree flattening of ~30 tensors each way) costs about as much as the kernels
+themselves for one ConvNet. Both paths compute the same numbers with the same backward op.
 """
 from typing import List, Sequence, Tuple
 
@@ -34,8 +40,7 @@ def gradient_match_loss(
     """Matching distance between two gradient lists; returns a 0-dim tensor (the lists' dtype)."""
     real, syn = _check_lists("gradient_match_loss", grads_real, grads_syn, metric)
     if _kernel_serves(syn):  # the op checks shapes, dtypes and devices itself
-        loss, _ = torch.ops.medistill.gradient_match(real, syn, metric, False)
-        return loss
+        return _run_op(real, syn, metric, False)
     _check_tensors("gradient_match_loss", real, syn, batched=False)
     return reference.gradient_match_loss(real, syn, metric)
 
@@ -50,10 +55,46 @@ def gradient_match_loss_batched(
     """
     real, syn = _check_lists("gradient_match_loss_batched", grads_real, grads_syn, metric)
     if _kernel_serves(syn):  # the op checks shapes, dtypes, devices and class dims itself
-        loss, _ = torch.ops.medistill.gradient_match(real, syn, metric, True)
-        return loss
+        return _run_op(real, syn, metric, True)
     _check_tensors("gradient_match_loss_batched", real, syn, batched=True)
     return reference.gradient_match_loss_batched(real, syn, metric)
+
+
+def _run_op(real: List[torch.Tensor], syn: List[torch.Tensor], metric: str, batched: bool) -> torch.Tensor:
+    if (
+        not torch.compiler.is_compiling()
+        and torch.is_grad_enabled()
+        and any(t.requires_grad for t in syn + real)
+    ):
+        return _GradientMatchFunction.apply(metric, batched, len(real), *real, *syn)
+    loss, _ = torch.ops.medistill.gradient_match(real, syn, metric, batched)
+    return loss
+
+
+class _GradientMatchFunction(torch.autograd.Function):
+    """Eager autograd around medistill::gradient_match / gradient_match_backward (see module doc)."""
+
+    @staticmethod
+    def forward(ctx, metric, batched, count, *tensors):
+        real, syn = list(tensors[:count]), list(tensors[count:])
+        loss, stats = torch.ops.medistill.gradient_match(real, syn, metric, batched)
+        ctx.metric, ctx.batched, ctx.count = metric, batched, count
+        ctx.save_for_backward(*tensors, stats)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        n = ctx.count
+        saved = ctx.saved_tensors
+        need = ctx.needs_input_grad[3:]
+        need_real, need_syn = any(need[:n]), any(need[n:])
+        grad_real, grad_syn = torch.ops.medistill.gradient_match_backward(
+            grad_loss, list(saved[:n]), list(saved[n:2 * n]), saved[2 * n], ctx.metric, ctx.batched, need_real,
+            need_syn,
+        )
+        grad_real = list(grad_real) if need_real else [None] * n
+        grad_syn = list(grad_syn) if need_syn else [None] * n
+        return (None, None, None, *grad_real, *grad_syn)
 
 
 def _kernel_serves(syn: List[torch.Tensor]) -> bool:
