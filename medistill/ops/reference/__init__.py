@@ -4,5 +4,14 @@ Each function here computes exactly what the compiled op computes, with plain to
 the fallback when ``medistill._C`` is absent and the oracle the tests compare the kernels against.
 """
 from .channel_normalize import channel_normalize
+from .matching_losses import (
+    distribution_match_loss,
+    gradient_match_loss,
+    gradient_match_loss_batched,
+    trajectory_match_loss,
+)
 
-__all__ = ["channel_normalize"]
+__all__ = [
+    "channel_normalize",
+    "gradient_match_loss", "gradient_match_loss_batched", "distribution_match_loss", "trajectory_match_loss",
+]
