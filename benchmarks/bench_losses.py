@@ -22,6 +22,8 @@ from medistill.ops import (
 )
 
 CHANNELS, CLASSES, WIDTH = 3, 10, 128
+# CUDA cases join when a GPU is present (each step then ends with a synchronize).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def convnet_shapes():
@@ -29,11 +31,11 @@ def convnet_shapes():
     return block(CHANNELS) + block(WIDTH) + block(WIDTH) + [(CLASSES, WIDTH * 16), (CLASSES,)]
 
 
-def _grads(classes=None):
+def _grads(device, classes=None):
     """One class: two lists of 14 tensors. classes=K: K per-class lists each (separate tensors, as DC has them)."""
     torch.manual_seed(0)
-    make = lambda: ([torch.randn(s) for s in convnet_shapes()],  # noqa: E731
-                    [torch.randn(s, requires_grad=True) for s in convnet_shapes()])
+    make = lambda: ([torch.randn(s, device=device) for s in convnet_shapes()],  # noqa: E731
+                    [torch.randn(s, device=device, requires_grad=True) for s in convnet_shapes()])
     if classes is None:
         return make()
     pairs = [make() for _ in range(classes)]
@@ -46,78 +48,94 @@ def _stacked(per_class):
             for i in range(len(per_class[0]))]
 
 
-def test_gradient_match_one_class(benchmark, impl):
-    benchmark.group = "gradient_match ours fwd+bwd, ConvNet 14 tensors, 1 class"
-    real, syn = _grads()
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_match_one_class(benchmark, impl, device):
+    benchmark.group = f"[{device}] gradient_match ours fwd+bwd, ConvNet 14 tensors, 1 class"
+    real, syn = _grads(device)
     fn = reference.gradient_match_loss if impl == "reference" else gradient_match_loss
 
     def step():
         loss = fn(real, syn, "ours")
         torch.autograd.grad(loss, syn, allow_unused=True)  # the reference leaves 1-D tensors unused
+        _sync(device)
 
     benchmark(step)
 
 
-def test_gradient_match_ten_classes_drop_in(benchmark, impl):
-    benchmark.group = "gradient_match ours fwd+bwd, 10 classes, per-class calls"
-    real, syn = _grads(CLASSES)
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_match_ten_classes_drop_in(benchmark, impl, device):
+    benchmark.group = f"[{device}] gradient_match ours fwd+bwd, 10 classes, per-class calls"
+    real, syn = _grads(device, CLASSES)
     fn = reference.gradient_match_loss if impl == "reference" else gradient_match_loss
     leaves = [t for g in syn for t in g]
 
     def step():
         loss = sum(fn(real[c], syn[c], "ours") for c in range(CLASSES))
         torch.autograd.grad(loss, leaves, allow_unused=True)
+        _sync(device)
 
     benchmark(step)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("metric", ["ours", "mse", "cos"])
-def test_gradient_match_ten_classes_batched(benchmark, impl, metric):
+def test_gradient_match_ten_classes_batched(benchmark, impl, metric, device):
     """Reference: DC's loop over classes on per-class lists; medistill: one batched op on (K, ...) tensors."""
-    benchmark.group = f"gradient_match {metric} fwd+bwd, 10 classes, batched op vs class loop"
-    real, syn = _grads(CLASSES)
+    benchmark.group = f"[{device}] gradient_match {metric} fwd+bwd, 10 classes, batched op vs class loop"
+    real, syn = _grads(device, CLASSES)
     if impl == "reference":
         leaves = [t for g in syn for t in g]
 
         def step():
             loss = sum(reference.gradient_match_loss(real[c], syn[c], metric) for c in range(CLASSES))
             torch.autograd.grad(loss, leaves, allow_unused=True)
+            _sync(device)
     else:
         real_k, syn_k = _stacked(real), _stacked(syn)
 
         def step():
             loss = gradient_match_loss_batched(real_k, syn_k, metric).sum()
             torch.autograd.grad(loss, syn_k)
+            _sync(device)
 
     benchmark(step)
 
 
-def test_distribution_match_ten_classes(benchmark, impl):
-    benchmark.group = "distribution_match fwd+bwd, 10 classes x (256 real, 10 syn) x 2048"
+@pytest.mark.parametrize("device", DEVICES)
+def test_distribution_match_ten_classes(benchmark, impl, device):
+    benchmark.group = f"[{device}] distribution_match fwd+bwd, 10 classes x (256 real, 10 syn) x 2048"
     torch.manual_seed(1)
-    emb_real = torch.randn(CLASSES * 256, 2048)
-    y_real = torch.arange(CLASSES).repeat_interleave(256)
-    emb_syn = torch.randn(CLASSES * 10, 2048, requires_grad=True)
-    y_syn = torch.arange(CLASSES).repeat_interleave(10)
+    emb_real = torch.randn(CLASSES * 256, 2048, device=device)
+    y_real = torch.arange(CLASSES, device=device).repeat_interleave(256)
+    emb_syn = torch.randn(CLASSES * 10, 2048, device=device, requires_grad=True)
+    y_syn = torch.arange(CLASSES, device=device).repeat_interleave(10)
     fn = reference.distribution_match_loss if impl == "reference" else distribution_match_loss
 
     def step():
         loss = fn(emb_real, y_real, emb_syn, y_syn, CLASSES)
         torch.autograd.grad(loss, emb_syn)
+        _sync(device)
 
     benchmark(step)
 
 
-def test_trajectory_match(benchmark, impl):
+@pytest.mark.parametrize("device", DEVICES)
+def test_trajectory_match(benchmark, impl, device):
     n = sum(torch.Size(s).numel() for s in convnet_shapes())
-    benchmark.group = f"trajectory_match fwd+bwd, {n} parameters"
+    benchmark.group = f"[{device}] trajectory_match fwd+bwd, {n} parameters"
     torch.manual_seed(2)
-    w_student = torch.randn(n, requires_grad=True)
-    w_target, w_start = torch.randn(n), torch.randn(n)
+    w_student = torch.randn(n, device=device, requires_grad=True)
+    w_target, w_start = torch.randn(n, device=device), torch.randn(n, device=device)
     fn = reference.trajectory_match_loss if impl == "reference" else trajectory_match_loss
 
     def step():
         loss = fn(w_student, w_target, w_start)
         torch.autograd.grad(loss, w_student)
+        _sync(device)
 
     benchmark(step)

@@ -11,7 +11,8 @@ them; ``grads_real[i]`` and ``grads_syn[i]`` share a shape. ``metric``:
 * ``"cos"``: ``1 - <g_real, g_syn> / (|g_real| |g_syn| + 1e-6)`` over all tensors concatenated.
 
 The loss is differentiable w.r.t. ``grads_syn`` (in DC it carries the ``create_graph`` graph back to
-the synthetic images) and w.r.t. ``grads_real`` when those require grad. One kernel launch computes
+the synthetic images) and w.r.t. ``grads_real`` when those require grad (once: there is no double
+backward through the loss itself). One kernel launch computes
 the forward for all tensors (one more, the backward); see ``csrc/cuda/gradient_match.cu``.
 Kernels: float32/float64 on CPU; float16/bfloat16/float32/float64 on CUDA (float32 accumulation).
 Other dtypes/devices, more than 256 tensors on CUDA, or a missing ``medistill._C`` run the
@@ -83,6 +84,7 @@ class _GradientMatchFunction(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the backward op has no derivative of its own
     def backward(ctx, grad_loss):
         n = ctx.count
         saved = ctx.saved_tensors
