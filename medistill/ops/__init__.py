@@ -6,6 +6,12 @@ pure-PyTorch reference of every op.
 """
 from . import reference
 from ._extension import build_info, has_cuda_kernels, has_ops
+from .augment import DSAugment
 from .channel_normalize import channel_normalize
+from .dsa import dsa
+from .dsa_params import DSAParams, sample_dsa_params
 
-__all__ = ["reference", "build_info", "has_ops", "has_cuda_kernels", "channel_normalize"]
+__all__ = [
+    "reference", "build_info", "has_ops", "has_cuda_kernels", "channel_normalize",
+    "dsa", "DSAParams", "sample_dsa_params", "DSAugment",
+]

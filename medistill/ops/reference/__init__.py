@@ -4,5 +4,6 @@ Each function here computes exactly what the compiled op computes, with plain to
 the fallback when ``medistill._C`` is absent and the oracle the tests compare the kernels against.
 """
 from .channel_normalize import channel_normalize
+from .dsa import dsa
 
-__all__ = ["channel_normalize"]
+__all__ = ["channel_normalize", "dsa"]
