@@ -394,7 +394,11 @@ at::Tensor run_batch(const char* op, const char* name, const at::Tensor& input, 
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "dsa_cpu", [&] {
     const scalar_t* in = xc.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    // Samples per task: at least kGrainElements elements (ATen's grain size), so small batches run
+    // inline instead of waking threads.
+    constexpr int64_t kGrainElements = 32768;
+    const int64_t grain = std::max<int64_t>(1, kGrainElements / numel);
+    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
       Scratch<scalar_t> scratch(numel, H, W);
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t row = siamese ? 0 : b;
