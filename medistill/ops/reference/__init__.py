@@ -4,6 +4,7 @@ Each function here computes exactly what the compiled op computes, with plain to
 the fallback when ``medistill._C`` is absent and the oracle the tests compare the kernels against.
 """
 from .channel_normalize import channel_normalize
+from .dsa import dsa
 from .matching_losses import (
     distribution_match_loss,
     gradient_match_loss,
@@ -12,6 +13,6 @@ from .matching_losses import (
 )
 
 __all__ = [
-    "channel_normalize",
+    "channel_normalize", "dsa",
     "gradient_match_loss", "gradient_match_loss_batched", "distribution_match_loss", "trajectory_match_loss",
 ]

@@ -1,0 +1,431 @@
+// CPU kernels of dsa (math in common/dsa_math.h).
+//
+// Parallel over the batch. Each sample runs its enabled stages in order -- colour, base (crop,
+// cutout, flip), then one bilinear resampling per affine -- through per-thread scratch images, so
+// colour is computed once per pixel and two resamplings cost 4 + 4 taps, not 16. The backward runs
+// the adjoint stages in reverse (one thread owns a sample: scatters need no atomics). The stages
+// use the shared per-pixel functions (make_plan, base_source_row/col, linear_at/bilinear_at,
+// color_forward/backward) arranged for a CPU: the base stage copies runs of each row, a diagonal
+// map (scale) resamples separably (rows, then columns), a general one (rotate) per pixel with a
+// bounds-free path for interior pixels. The CUDA kernel composes the same functions into one
+// gather per output element.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../common/checks.h"
+#include "../common/dsa_math.h"
+
+namespace medistill {
+namespace {
+
+using dsa::Plan;
+
+void check_args(const char* op, const char* name, const at::Tensor& x, const at::Tensor& ints,
+                const at::Tensor& floats) {
+  MEDISTILL_CHECK_FLOAT(op, name, x);
+  MEDISTILL_CHECK_DIM(op, name, x, 4);
+  MEDISTILL_CHECK_DIM(op, "ints", ints, 2);
+  MEDISTILL_CHECK_DIM(op, "floats", floats, 2);
+  MEDISTILL_CHECK_SAME_DEVICE(op, x, ints);
+  MEDISTILL_CHECK_SAME_DEVICE(op, x, floats);
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
+              ": the CPU kernel supports float32 and float64, got ", x.scalar_type());
+  TORCH_CHECK(at::isIntegralType(ints.scalar_type(), /*includeBool=*/false), op,
+              ": ints must be an integer tensor, got ", ints.scalar_type());
+  MEDISTILL_CHECK_FLOAT(op, "floats", floats);
+  TORCH_CHECK(ints.size(1) == dsa::kNumInts && floats.size(1) == dsa::kNumFloats, op, ": params must be (P, ",
+              dsa::kNumInts, ") ints and (P, ", dsa::kNumFloats, ") floats, got ", ints.sizes(), " and ",
+              floats.sizes());
+  TORCH_CHECK(ints.size(0) == floats.size(0), op, ": ints and floats disagree on the params batch size (",
+              ints.size(0), " vs ", floats.size(0), ")");
+  TORCH_CHECK(ints.size(0) == 1 || ints.size(0) == x.size(0), op, ": params batch size ", ints.size(0),
+              " must be 1 (a Siamese draw) or match the batch size of ", name, " (", x.size(0), ")");
+}
+
+// Params as `dtype` with unit column stride; rows may have any stride (a view, or 0 when expanded).
+at::Tensor params_rows(const at::Tensor& t, at::ScalarType dtype) {
+  at::Tensor r = t.to(dtype);
+  return r.stride(1) == 1 ? r : r.contiguous();
+}
+
+template <typename T>
+struct Scratch;
+
+// ---- colour -------------------------------------------------------------------------------------
+
+// Sum with eight independent double accumulators (vectorisable, no long dependency chain).
+template <typename T>
+double sum_of(const T* x, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int u = 0; u < 8; ++u) acc[u] += static_cast<double>(x[k + u]);
+  double total = 0;
+  for (; k < n; ++k) total += static_cast<double>(x[k]);
+  for (int u = 0; u < 8; ++u) total += acc[u];
+  return total;
+}
+
+// Colour (forward) or its adjoint (backward): both need the mean over (C, H, W) and, per pixel,
+// the mean over channels of their input (`mc`: scratch plane of H * W).
+template <bool kBackward, typename T>
+void color_stage(const Plan<T>& p, const T* __restrict__ in, T* __restrict__ out, int64_t C, int64_t HW,
+                 T* __restrict__ mc) {
+  const T mean = static_cast<T>(sum_of(in, C * HW) / static_cast<double>(C * HW));
+  auto apply = [&](T v, T m) {
+    return kBackward ? dsa::color_backward(v, m, mean, p) : dsa::color_forward(v, m, mean, p);
+  };
+  if (C == 1) {
+    for (int64_t k = 0; k < HW; ++k) out[k] = apply(in[k], in[k]);
+    return;
+  }
+  std::copy(in, in + HW, mc);
+  for (int64_t c = 1; c < C; ++c)
+    for (int64_t k = 0; k < HW; ++k) mc[k] += in[c * HW + k];
+  const T channels = static_cast<T>(C);
+  for (int64_t k = 0; k < HW; ++k) mc[k] /= channels;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t k = 0; k < HW; ++k) out[c * HW + k] = apply(in[c * HW + k], mc[k]);
+}
+
+// ---- base stage: crop, cutout, flip -------------------------------------------------------------
+// Output column j of a row reads input column base_source_col(j) (or zero). Those columns form at
+// most a few runs with step +1 (no flip) or -1 (flip); each row is zero-filled, then its runs are
+// copied. Run r of row kind k (0: row misses the cutout, 1: crosses it) covers output columns
+// [start, start + len) and starts at input column src.
+struct Run {
+  int64_t start, len, src;
+};
+
+template <typename T>
+int column_runs(const Plan<T>& p, int64_t W, bool cut_row, Run* runs) {
+  int n = 0;
+  const int64_t step = p.flip ? -1 : 1;
+  for (int64_t j = 0; j < W; ++j) {
+    const int64_t s = dsa::base_source_col(p, j, W, cut_row);
+    if (s < 0) continue;
+    if (n > 0 && runs[n - 1].start + runs[n - 1].len == j && runs[n - 1].src + step * runs[n - 1].len == s) {
+      ++runs[n - 1].len;
+    } else {
+      runs[n++] = Run{j, 1, s};
+    }
+  }
+  return n;  // <= 2: the cutout splits the one run of a row at most once
+}
+
+template <bool kBackward, typename T>
+void base_stage(const Plan<T>& p, const T* __restrict__ in, T* __restrict__ out, int64_t C, int64_t H, int64_t W) {
+  const int64_t HW = H * W;
+  Run runs[2][4];
+  const int n_runs[2] = {column_runs(p, W, false, runs[0]), column_runs(p, W, true, runs[1])};
+  std::fill(out, out + C * HW, T(0));
+  for (int64_t i = 0; i < H; ++i) {
+    const int64_t si = dsa::base_source_row(p, i, H);
+    if (si < 0) continue;
+    const int kind = dsa::base_cut_row(p, i) ? 1 : 0;
+    for (int64_t c = 0; c < C; ++c) {
+      // forward: out row i <- in row si; backward (adjoint): gin row si <- g row i.
+      const T* src_row = in + c * HW + (kBackward ? i : si) * W;
+      T* dst_row = out + c * HW + (kBackward ? si : i) * W;
+      for (int r = 0; r < n_runs[kind]; ++r) {
+        const Run& run = runs[kind][r];
+        if (!p.flip) {
+          const int64_t from = kBackward ? run.start : run.src, to = kBackward ? run.src : run.start;
+          std::memcpy(dst_row + to, src_row + from, static_cast<size_t>(run.len) * sizeof(T));
+        } else if (!kBackward) {
+          const T* s = src_row + run.src;
+          T* d = dst_row + run.start;
+          for (int64_t k = 0; k < run.len; ++k) d[k] = s[-k];
+        } else {
+          const T* s = src_row + run.start;
+          T* d = dst_row + run.src;
+          for (int64_t k = 0; k < run.len; ++k) d[-k] = s[k];
+        }
+      }
+    }
+  }
+}
+
+// ---- resampling ---------------------------------------------------------------------------------
+
+// Taps of one axis for a separable map: output coordinate k reads k0[k] and k1[k] with weights
+// w0[k], w1[k]; a tap outside the image gets weight 0 and a valid index (zero padding).
+template <typename T>
+void axis_taps(T origin, T step, int64_t n_out, int64_t n_in, int64_t* k0, int64_t* k1, T* w0, T* w1) {
+  for (int64_t k = 0; k < n_out; ++k) {
+    const auto t = dsa::linear_at<T>(origin + step * T(k));
+    const bool in0 = t.k0 >= 0 && t.k0 < n_in, in1 = t.k0 + 1 >= 0 && t.k0 + 1 < n_in;
+    k0[k] = in0 ? t.k0 : 0;
+    k1[k] = in1 ? t.k0 + 1 : 0;
+    w0[k] = in0 ? t.w0 : T(0);
+    w1[k] = in1 ? t.w1 : T(0);
+  }
+}
+
+// Diagonal map (scale): ix depends on j only, iy on i only. Forward: interpolate every row along
+// x into tmp, then rows of tmp along y. Backward: the adjoints in reverse order.
+template <bool kBackward, typename T>
+void resample_separable(const dsa::PixelAffine<T>& M, const T* __restrict__ in, T* __restrict__ out, int64_t C,
+                        int64_t H, int64_t W, T* __restrict__ tmp, Scratch<T>& s) {
+  int64_t *cx0 = s.ka.data(), *cx1 = s.ka.data() + W, *ry0 = s.kb.data(), *ry1 = s.kb.data() + H;
+  T *wx0 = s.wa.data(), *wx1 = s.wa.data() + W, *wy0 = s.wb.data(), *wy1 = s.wb.data() + H;
+  axis_taps(M.x0, M.xj, W, W, cx0, cx1, wx0, wx1);
+  axis_taps(M.y0, M.yi, H, H, ry0, ry1, wy0, wy1);
+  const int64_t HW = H * W;
+  for (int64_t c = 0; c < C; ++c) {
+    const T* ic = in + c * HW;
+    T* oc = out + c * HW;
+    T* tc = tmp + c * HW;
+    if (!kBackward) {
+      for (int64_t r = 0; r < H; ++r) {
+        const T* row = ic + r * W;
+        T* trow = tc + r * W;
+        for (int64_t j = 0; j < W; ++j) trow[j] = wx0[j] * row[cx0[j]] + wx1[j] * row[cx1[j]];
+      }
+      for (int64_t i = 0; i < H; ++i) {
+        const T *t0 = tc + ry0[i] * W, *t1 = tc + ry1[i] * W;
+        const T a = wy0[i], b = wy1[i];
+        T* orow = oc + i * W;
+        for (int64_t j = 0; j < W; ++j) orow[j] = a * t0[j] + b * t1[j];
+      }
+    } else {
+      std::fill(tc, tc + HW, T(0));
+      for (int64_t i = 0; i < H; ++i) {
+        T *t0 = tc + ry0[i] * W, *t1 = tc + ry1[i] * W;
+        const T a = wy0[i], b = wy1[i];
+        const T* grow = ic + i * W;
+        for (int64_t j = 0; j < W; ++j) t0[j] += a * grow[j];
+        for (int64_t j = 0; j < W; ++j) t1[j] += b * grow[j];
+      }
+      std::fill(oc, oc + HW, T(0));
+      for (int64_t r = 0; r < H; ++r) {  // one tap at a time (see resample_general)
+        const T* trow = tc + r * W;
+        T* orow = oc + r * W;
+        for (int64_t j = 0; j < W; ++j) orow[cx0[j]] += wx0[j] * trow[j];
+        for (int64_t j = 0; j < W; ++j) orow[cx1[j]] += wx1[j] * trow[j];
+      }
+    }
+  }
+}
+
+// General map (rotate, or composed), one output row at a time. Pass 1 (branch-free, vectorised by
+// the compiler) computes every pixel's top-left corner, bilinear weights and whether all four
+// corners are inside -- lane by lane the arithmetic of dsa::bilinear_at; pass 2 reads (forward) or
+// scatters to (backward) the four taps, through dsa::visit_affine for pixels at the border.
+// kC > 0: channel count known at compile time.
+template <typename T>
+struct RowTaps {
+  std::vector<int32_t> corner, inside, interior;  // interior: the columns whose four corners are inside
+  std::vector<T> w00, w01, w10, w11;
+  explicit RowTaps(int64_t W)
+      : corner(W), inside(W), interior(W), w00(W), w01(W), w10(W), w11(W) {}
+};
+
+// Per-thread scratch: three images, a plane, per-axis and per-row tables, sized once per chunk.
+template <typename T>
+struct Scratch {
+  std::vector<T> images, plane, wa, wb;
+  std::vector<int64_t> ka, kb;
+  RowTaps<T> row;
+  Scratch(int64_t numel, int64_t H, int64_t W)
+      : images(static_cast<size_t>(3 * numel)), plane(static_cast<size_t>(H * W)), wa(static_cast<size_t>(2 * W)),
+        wb(static_cast<size_t>(2 * H)), ka(static_cast<size_t>(2 * W)), kb(static_cast<size_t>(2 * H)), row(W) {}
+};
+
+// Restrict-qualified pointer parameters let the compiler vectorise this loop (float: 4 lanes).
+template <typename T>
+void row_taps_kernel(T rx, T ry, T xj, T yj, int32_t w, int32_t xmax, int32_t ymax, int32_t* __restrict__ corner,
+                     int32_t* __restrict__ inside, T* __restrict__ w00, T* __restrict__ w01, T* __restrict__ w10,
+                     T* __restrict__ w11) {
+  for (int32_t j = 0; j < w; ++j) {
+    const T ix = rx + xj * T(j), iy = ry + yj * T(j);
+    int32_t x0 = static_cast<int32_t>(ix), y0 = static_cast<int32_t>(iy);  // floor_to_int, lane-wise
+    x0 -= static_cast<int32_t>(static_cast<T>(x0) > ix);
+    y0 -= static_cast<int32_t>(static_cast<T>(y0) > iy);
+    const T fx = static_cast<T>(x0), fy = static_cast<T>(y0);
+    const T wx1 = ix - fx, wx0 = (fx + T(1)) - ix, wy1 = iy - fy, wy0 = (fy + T(1)) - iy;
+    w00[j] = wx0 * wy0;
+    w01[j] = wx1 * wy0;
+    w10[j] = wx0 * wy1;
+    w11[j] = wx1 * wy1;
+    corner[j] = y0 * w + x0;
+    inside[j] = (x0 >= 0) & (x0 < xmax) & (y0 >= 0) & (y0 < ymax);
+  }
+}
+
+template <typename T>
+void row_taps(const dsa::PixelAffine<T>& M, int64_t i, int64_t H, int64_t W, RowTaps<T>& t) {
+  row_taps_kernel<T>(M.x0 + M.xi * T(i), M.y0 + M.yi * T(i), M.xj, M.yj, static_cast<int32_t>(W),
+                     static_cast<int32_t>(W - 1), static_cast<int32_t>(H - 1), t.corner.data(), t.inside.data(),
+                     t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data());
+}
+
+template <bool kBackward, int kC, typename T>
+void resample_general(const dsa::PixelAffine<T>& M, const T* __restrict__ in, T* __restrict__ out, int64_t C_rt,
+                      int64_t H, int64_t W, RowTaps<T>& t) {
+  const int64_t C = kC > 0 ? kC : C_rt;
+  const int64_t HW = H * W;
+  if (kBackward) std::fill(out, out + C * HW, T(0));
+  const int32_t* corner = t.corner.data();
+  const int32_t* inside = t.inside.data();
+  int32_t* interior = t.interior.data();
+  for (int64_t i = 0; i < H; ++i) {
+    row_taps(M, i, H, W, t);
+    int64_t n_interior = 0;
+    for (int64_t j = 0; j < W; ++j) {
+      interior[n_interior] = static_cast<int32_t>(j);
+      n_interior += inside[j];
+    }
+    if (!kBackward) {
+      for (int64_t m = 0; m < n_interior; ++m) {
+        const int64_t j = interior[m], s = corner[j];
+        const T w00 = t.w00[j], w01 = t.w01[j], w10 = t.w10[j], w11 = t.w11[j];
+        for (int64_t c = 0; c < C; ++c) {
+          const T* r = in + c * HW + s;
+          out[c * HW + i * W + j] = w00 * r[0] + w01 * r[1] + w10 * r[W] + w11 * r[W + 1];
+        }
+      }
+    } else {
+      // One corner at a time: neighbouring pixels share corners, and four read-modify-writes per
+      // pixel would chain each pixel's stores to the next pixel's loads.
+      const T* weights[4] = {t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data()};
+      const int64_t offsets[4] = {0, 1, W, W + 1};
+      const T* g = in + i * W;
+      for (int k = 0; k < 4; ++k) {
+        const T* wk = weights[k];
+        T* r = out + offsets[k];
+        for (int64_t m = 0; m < n_interior; ++m) {
+          const int64_t j = interior[m], s = corner[j];
+          const T w = wk[j];
+          for (int64_t c = 0; c < C; ++c) r[c * HW + s] += w * g[c * HW + j];
+        }
+      }
+    }
+    for (int64_t j = 0; j < W; ++j) {  // pixels with a corner outside the image
+      if (inside[j]) continue;
+      const int64_t o = i * W + j;
+      if (!kBackward)
+        for (int64_t c = 0; c < C; ++c) out[c * HW + o] = T(0);
+      dsa::visit_affine(M, i, j, H, W, [&](int64_t r, int64_t q, T w) {
+        const int64_t s = r * W + q;
+        for (int64_t c = 0; c < C; ++c) {
+          if (kBackward)
+            out[c * HW + s] += w * in[c * HW + o];
+          else
+            out[c * HW + o] += w * in[c * HW + s];
+        }
+      });
+    }
+  }
+}
+
+template <bool kBackward, typename T>
+void resample_stage(const dsa::PixelAffine<T>& M, const T* in, T* out, int64_t C, int64_t H, int64_t W, T* tmp,
+                    Scratch<T>& s) {
+  if (M.xi == T(0) && M.yj == T(0)) return resample_separable<kBackward>(M, in, out, C, H, W, tmp, s);
+  if (C == 1) return resample_general<kBackward, 1>(M, in, out, C, H, W, s.row);
+  if (C == 3) return resample_general<kBackward, 3>(M, in, out, C, H, W, s.row);
+  resample_general<kBackward, 0>(M, in, out, C, H, W, s.row);
+}
+
+// ---- per-sample drivers -------------------------------------------------------------------------
+
+enum class Stage { kColor, kBase, kAffine0, kAffine1 };
+
+// Stages in forward order (colour, base, innermost affine ... outermost affine).
+template <typename T>
+int forward_stages(const Plan<T>& p, Stage* stages) {
+  int n = 0;
+  if (p.color) stages[n++] = Stage::kColor;
+  if (p.flip || p.crop_h != 0 || p.crop_w != 0 || p.cut_h0 <= p.cut_h1) stages[n++] = Stage::kBase;
+  if (p.n_affine == 2) stages[n++] = Stage::kAffine1;
+  if (p.n_affine >= 1) stages[n++] = Stage::kAffine0;
+  return n;
+}
+
+// Runs one sample through its stages (kBackward: the adjoints, in reverse order) from `in` to
+// `out`, ping-ponging between two scratch images; the third is the separable resampler's tmp.
+template <bool kBackward, typename T>
+void run_sample(const Plan<T>& p, const T* in, T* out, int64_t C, int64_t H, int64_t W, Scratch<T>& s) {
+  const int64_t numel = C * H * W;
+  Stage fwd[4], stages[4];
+  const int n = forward_stages(p, fwd);
+  for (int k = 0; k < n; ++k) stages[k] = kBackward ? fwd[n - 1 - k] : fwd[k];
+  if (n == 0) {
+    std::copy(in, in + numel, out);
+    return;
+  }
+  T* buf[3] = {s.images.data(), s.images.data() + numel, s.images.data() + 2 * numel};
+  const T* cur = in;
+  for (int k = 0; k < n; ++k) {
+    T* dst = (k == n - 1) ? out : buf[k % 2];
+    switch (stages[k]) {
+      case Stage::kColor: color_stage<kBackward>(p, cur, dst, C, H * W, s.plane.data()); break;
+      case Stage::kBase: base_stage<kBackward>(p, cur, dst, C, H, W); break;
+      case Stage::kAffine1: resample_stage<kBackward>(p.affine[1], cur, dst, C, H, W, buf[2], s); break;
+      case Stage::kAffine0: resample_stage<kBackward>(p.affine[0], cur, dst, C, H, W, buf[2], s); break;
+    }
+    cur = dst;
+  }
+}
+
+template <bool kBackward>
+at::Tensor run_batch(const char* op, const char* name, const at::Tensor& input, const at::Tensor& ints,
+                     const at::Tensor& floats, bool align_corners, bool compose_affine) {
+  check_args(op, name, input, ints, floats);
+  at::Tensor xc = input.contiguous();
+  const at::Tensor ip = params_rows(ints, at::kInt);
+  const at::Tensor fp = params_rows(floats, at::kFloat);
+  at::Tensor out = at::empty(xc.sizes(), xc.options());
+  if (xc.numel() == 0) return out;
+  const int64_t B = xc.size(0), C = xc.size(1), H = xc.size(2), W = xc.size(3);
+  const int64_t numel = C * H * W;
+  const bool siamese = ip.size(0) == 1;
+  const int32_t* ipp = ip.data_ptr<int32_t>();
+  const float* fpp = fp.data_ptr<float>();
+  const int64_t is = ip.stride(0), fs = fp.stride(0);
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "dsa_cpu", [&] {
+    const scalar_t* in = xc.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    // Samples per task: at least kGrainElements elements (ATen's grain size), so small batches run
+    // inline instead of waking threads.
+    constexpr int64_t kGrainElements = 32768;
+    const int64_t grain = std::max<int64_t>(1, kGrainElements / numel);
+    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+      Scratch<scalar_t> scratch(numel, H, W);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t row = siamese ? 0 : b;
+        const auto plan = dsa::make_plan<scalar_t>(ipp + row * is, fpp + row * fs, H, W,
+                                                   align_corners, compose_affine);
+        run_sample<kBackward>(plan, in + b * numel, o + b * numel, C, H, W, scratch);
+      }
+    });
+  });
+  return out;
+}
+
+at::Tensor dsa_cpu(const at::Tensor& x, const at::Tensor& ints, const at::Tensor& floats, bool align_corners,
+                   bool compose_affine) {
+  return run_batch<false>("medistill::dsa", "x", x, ints, floats, align_corners, compose_affine);
+}
+
+at::Tensor dsa_backward_cpu(const at::Tensor& grad_out, const at::Tensor& ints, const at::Tensor& floats,
+                            bool align_corners, bool compose_affine) {
+  return run_batch<true>("medistill::dsa_backward", "grad_out", grad_out, ints, floats, align_corners,
+                         compose_affine);
+}
+
+}  // namespace
+}  // namespace medistill
+
+TORCH_LIBRARY_IMPL(medistill, CPU, m) {
+  m.impl("dsa", &medistill::dsa_cpu);
+  m.impl("dsa_backward", &medistill::dsa_backward_cpu);
+}
