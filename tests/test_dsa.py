@@ -354,7 +354,7 @@ def test_bad_input_names_the_problem():
         sample_dsa_params(4, 28, 28, mode="X")
     with pytest.raises(ValueError, match="out of order"):
         sample_dsa_params(4, 28, 28, strategy="flip_color", mode="M")
-    with pytest.raises(ValueError, match="height must be a positive int"):
+    with pytest.raises(ValueError, match="height and width must be positive ints"):
         sample_dsa_params(4, 0, 28)
 
 
@@ -398,7 +398,7 @@ def test_cuda_matches_cpu(family, dtype):
 @needs_ops
 def test_cuda_siamese_sampling_and_no_host_sync():
     gen = torch.Generator(device="cuda").manual_seed(0)
-    sample_dsa_params(1, 28, 28, siamese=True, generator=gen, device="cuda")  # caches the constants
+    sample_dsa_params(1, 28, 28, mode="M", siamese=True, generator=gen, device="cuda")  # caches the constants
     x = torch.randn(256, 3, 28, 28, device="cuda", requires_grad=True)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")

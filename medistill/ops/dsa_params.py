@@ -23,6 +23,7 @@ Integer draws are ``floor(u * n)`` of the same float32 uniforms (uniform up to ~
 from __future__ import annotations
 
 import functools
+import operator
 from typing import NamedTuple
 
 import torch
@@ -120,10 +121,15 @@ class DSAParams(NamedTuple):
 
 def parse_strategy(strategy: str, mode: str = "S") -> tuple[str, ...]:
     """Validated family tokens of an underscore-separated strategy ('' or 'none': no families)."""
-    if mode not in MODES:
-        raise ValueError(f"DSA: unknown mode {mode!r}; expected 'S' (one family per call) or 'M' (all, in order)")
     if not isinstance(strategy, str):
         raise TypeError(f"DSA: strategy must be a string like {DEFAULT_STRATEGY!r}, got {type(strategy).__name__}")
+    return _parse_strategy(strategy, mode)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_strategy(strategy: str, mode: str) -> tuple[str, ...]:
+    if mode not in MODES:
+        raise ValueError(f"DSA: unknown mode {mode!r}; expected 'S' (one family per call) or 'M' (all, in order)")
     if strategy.strip().lower() in ("", "none"):
         return ()
     tokens = tuple(strategy.split("_"))
@@ -223,9 +229,14 @@ def sample_dsa_params(
     call); a CPU generator with a CUDA ``device`` samples on the CPU and copies non-blocking.
     """
     tokens = parse_strategy(strategy, mode)
-    for name, value in (("batch_size", batch_size), ("height", height), ("width", width)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "batch_size" else 1):
-            raise ValueError(f"sample_dsa_params: {name} must be a {'non-negative' if name == 'batch_size' else 'positive'} int, got {value!r}")
+    try:
+        batch_size, height, width = operator.index(batch_size), operator.index(height), operator.index(width)
+    except TypeError:
+        raise ValueError(f"sample_dsa_params: sizes must be ints, got {batch_size!r}, {height!r}, {width!r}") from None
+    if batch_size < 0:
+        raise ValueError(f"sample_dsa_params: batch_size must be non-negative, got {batch_size}")
+    if height < 1 or width < 1:
+        raise ValueError(f"sample_dsa_params: height and width must be positive ints, got {height}, {width}")
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
