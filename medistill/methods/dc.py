@@ -48,6 +48,17 @@ class DC(DistillMethod):
                 loss.backward()
                 net_optimizer.step()
 
+    def outer_step(self, net, params) -> torch.Tensor:
+        """Match every class's gradients in one batched loss call; one image update. Returns the loss."""
+        per_class = [self.class_gradients(net, params, c) for c in range(self.num_classes)]
+        g_real = [torch.stack([pc[0][i] for pc in per_class]) for i in range(len(params))]
+        g_syn = [torch.stack([pc[1][i] for pc in per_class]) for i in range(len(params))]
+        loss = gradient_match_loss_batched(g_real, g_syn, metric=self.config.metric).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
     @property
     def outer_loop(self) -> int:
         return self.config.loops()[0]
@@ -63,14 +74,7 @@ class DC(DistillMethod):
         net_optimizer = torch.optim.SGD(net.parameters(), lr=self.config.lr_net)
         total = torch.zeros((), device=self.device)
         for outer in range(self.outer_loop):
-            per_class = [self.class_gradients(net, params, c) for c in range(self.num_classes)]
-            g_real = [torch.stack([pc[0][i] for pc in per_class]) for i in range(len(params))]
-            g_syn = [torch.stack([pc[1][i] for pc in per_class]) for i in range(len(params))]
-            loss = gradient_match_loss_batched(g_real, g_syn, metric=self.config.metric).sum()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total = total + loss.detach()
+            total = total + self.outer_step(net, params)
             if outer == self.outer_loop - 1:
                 break
             self.train_network(net, net_optimizer)
