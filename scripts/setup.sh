@@ -23,5 +23,6 @@ fi
 [ "${1:-}" = "--install-only" ] && exit 0
 
 .venv/bin/medistill info
-echo "[setup] main job: a random 10-image-per-class BreastMNIST baseline, scored by 3 ConvNets (protocol: 300 epochs)"
-.venv/bin/medistill baseline --dataset breastmnist --selector random --ipc 10 --models 3 --json runs/baseline-breastmnist-random-ipc10.json
+echo "[setup] main job: distil BreastMNIST to 10 images per class with DM (quick preset), then score it against a random subset"
+.venv/bin/medistill distill --dataset breastmnist --method dm --ipc 10 --preset quick --eval-models 3 \
+  --out runs/breastmnist-dm-ipc10-quick --resume

@@ -7,14 +7,13 @@ IPC, seed, hyperparameters, versions and the learned learning rate if any.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..atomic_io import atomic_torch_save
 from .errors import DataError
 
 FORMAT_VERSION = 1
@@ -83,14 +82,7 @@ class ImageSet:
             "metadata": json.loads(json.dumps(
                 {**self.metadata, "versions": self.metadata.get("versions") or environment_versions()}, default=str)),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_torch_save(payload, path)
         return path
 
     @classmethod

@@ -1,36 +1,11 @@
-"""Atomic checkpoint files and the run-config check that guards ``--resume``."""
+"""The run-config check that guards ``--resume``."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-
-import torch
 
 # Settings that may differ between a run and its resumption (they do not change the result).
 RESUME_NEUTRAL = {"checkpoint_every", "log_every", "versions"}
-
-
-def atomic_torch_save(obj, path) -> None:
-    """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def config_mismatch(saved: dict, current: dict) -> dict:

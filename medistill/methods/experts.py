@@ -10,8 +10,6 @@ and re-running continues from the next.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..atomic_io import atomic_torch_save
 from ..data import ImageDataset
 from ..models import build_model
 from .augmentation import DSAPair
@@ -48,17 +47,6 @@ def _manifest(dataset: ImageDataset, config: ExpertConfig, param_count: int) -> 
 
 def expert_path(folder: Path, index: int) -> Path:
     return Path(folder) / f"expert_{index:03d}.pt"
-
-
-def _atomic_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def train_expert(dataset: ImageDataset, config: ExpertConfig, index: int, device: str = "cpu") -> torch.Tensor:
@@ -101,7 +89,7 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
     for i in range(config.num_experts):
         path = expert_path(folder, i)
         if not path.exists():
-            _atomic_save(train_expert(dataset, config, i, device), path)
+            atomic_torch_save(train_expert(dataset, config, i, device), path)
         if on_expert is not None:
             on_expert(i)
     return folder

@@ -22,7 +22,8 @@ from ..data.imageset import environment_versions
 from ..evaluate import EvalConfig, evaluate_images
 from ..selection import select
 from .augmentation import DSAPair
-from .checkpoint import atomic_torch_save, atomic_write_text, config_mismatch, load_json
+from ..atomic_io import atomic_torch_save, atomic_write_text
+from .checkpoint import config_mismatch, load_json
 from .config import config_dict
 from .dc import DC, DSA
 from .dm import DM

@@ -1,0 +1,34 @@
+"""Crash-safe file writes: write to a temp file in the same folder, then rename over the target.
+
+A process killed at any point leaves either the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def _atomic(path, write) -> Path:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_torch_save(obj, path) -> Path:
+    """torch.save(obj) to ``path`` atomically."""
+    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
