@@ -146,3 +146,18 @@ def test_sigkill_and_resume_equals_uninterrupted(breast, data_root, tmp_path):
                    timeout=300)
     a, b = ImageSet.load(tmp_path / "whole"), ImageSet.load(tmp_path / "killed")
     assert torch.equal(a.images, b.images)
+
+
+def test_metrics_and_shared_random_baseline(breast, tmp_path):
+    from medistill.evaluate import EvalConfig
+
+    eval_config = EvalConfig(num_models=1, epochs=1, seed=0)
+    first = distill(breast, "dm", make_config("dm", 1, "quick", iterations=1, **TINY), tmp_path / "dm",
+                    eval_config=eval_config, progress=False)
+    second = distill(breast, "dsa", make_config("dsa", 1, "quick", iterations=1, **TINY), tmp_path / "dsa",
+                     eval_config=eval_config, progress=False)
+    assert (tmp_path / "dm" / "metrics.json").exists()
+    assert len(list((tmp_path / ".random_baselines").glob("random-breastmnist-ipc1-*.json"))) == 1
+    assert first.metrics["random"] == second.metrics["random"]  # both evaluated with DSA: one shared score
+    assert first.metrics["majority_rate"] == pytest.approx(114 / 156)
+    assert "distilled acc" in first.summary

@@ -9,6 +9,7 @@ with ``resume=True`` ends with the same synthetic set as an uninterrupted run (b
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -140,7 +141,8 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
                      f"{method_name.upper()} · {dataset.name} · IPC {config.ipc}")
     metrics = None
     if eval_config is not None and eval_config.num_models > 0:
-        metrics = evaluate_run(dataset, synthetic, method.uses_dsa, config, eval_config, progress)
+        metrics = evaluate_run(dataset, synthetic, method.uses_dsa, config, eval_config, progress,
+                               cache_dir=folder.parent / ".random_baselines")
         metrics["distill_seconds_this_session"] = round(time.time() - started, 1)
         atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
     summary = summarize_run(folder, method_name, dataset, config, losses, metrics)
@@ -149,8 +151,12 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
 
 
 def evaluate_run(dataset: ImageDataset, synthetic, uses_dsa: bool, config, eval_config: EvalConfig,
-                 progress: bool) -> dict:
-    """Score the synthetic set and the random real subset at the same IPC under the same protocol."""
+                 progress: bool, cache_dir: Path | None = None) -> dict:
+    """Score the synthetic set and the random real subset at the same IPC under the same protocol.
+
+    The random subset's score depends only on (dataset, IPC, evaluation settings), so it is kept in
+    ``cache_dir`` (beside the run folders) and shared by every method's run with those settings.
+    """
     augment = dsa_training_augment(config.dsa_strategy) if uses_dsa else None
     cfg = dataclasses.replace(eval_config, augment=uses_dsa)
     if synthetic.learned_lr:
@@ -158,11 +164,20 @@ def evaluate_run(dataset: ImageDataset, synthetic, uses_dsa: bool, config, eval_
     args = (dataset.test_images, dataset.test_labels, dataset.num_classes, dataset.task)
     distilled = evaluate_images(synthetic.images, synthetic.labels, *args, cfg, augment=augment,
                                 progress=progress, desc="evaluate distilled")
-    subset = select(dataset, "random", config.ipc, seed=eval_config.seed)
     random_cfg = dataclasses.replace(cfg, lr=eval_config.lr)
-    random_result = evaluate_images(subset.images, subset.labels, *args, random_cfg, augment=augment,
-                                    progress=progress, desc="evaluate random")
-    return {"distilled": distilled.to_dict(), "random": random_result.to_dict(),
+    key = hashlib.sha1(json.dumps([dataset.md5, config.ipc, config.dsa_strategy, dataclasses.asdict(random_cfg)],
+                                  sort_keys=True).encode()).hexdigest()[:16]
+    cached = cache_dir / f"random-{dataset.name}-ipc{config.ipc}-{key}.json" if cache_dir else None
+    if cached is not None and cached.exists():
+        random_result = load_json(cached)
+    else:
+        subset = select(dataset, "random", config.ipc, seed=eval_config.seed)
+        random_result = evaluate_images(subset.images, subset.labels, *args, random_cfg, augment=augment,
+                                        progress=progress, desc="evaluate random").to_dict()
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cached, json.dumps(random_result))
+    return {"distilled": distilled.to_dict(), "random": random_result,
             "majority_rate": distilled.majority_rate, "learned_lr": synthetic.learned_lr,
             "evaluated_with_dsa": uses_dsa}
 
