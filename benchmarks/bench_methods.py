@@ -70,7 +70,7 @@ def test_dc_outer_step(benchmark, impl, generated, device, name):
             published_loops.dc_outer_step(method, net)
         synchronize(device)
 
-    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=2, warmup_rounds=1)
 
 
 def test_mtt_iteration(benchmark, impl, generated, expert_bank, device):
@@ -83,4 +83,4 @@ def test_mtt_iteration(benchmark, impl, generated, expert_bank, device):
         step()
         synchronize(device)
 
-    benchmark.pedantic(run, rounds=2, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=1, warmup_rounds=1)
