@@ -13,6 +13,7 @@ $M experts --dataset $DS --num-experts 3 --epochs 8 --threads 1 --out runs/exper
 for ipc in 1 10; do
   for method in dm dsa dc mtt; do
     name=$DS-$method-ipc$ipc-quick
+    [ -f results/methods/$name.json ] && continue  # finished in an earlier run of this script
     extra=""
     [ $method = mtt ] && extra="--experts runs/experts-$DS-quick"
     $M distill --dataset $DS --method $method --ipc $ipc --preset quick --eval-models 3 --threads 1 \

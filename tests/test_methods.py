@@ -161,3 +161,12 @@ def test_metrics_and_shared_random_baseline(breast, tmp_path):
     assert first.metrics["random"] == second.metrics["random"]  # both evaluated with DSA: one shared score
     assert first.metrics["majority_rate"] == pytest.approx(114 / 156)
     assert "distilled acc" in first.summary
+
+
+def test_divergence_stops_with_a_clear_error(breast, tmp_path):
+    from medistill.methods.runner import DivergenceError
+
+    cfg = make_config("dm", 1, "quick", iterations=4, lr_img=1e30, **TINY)
+    with pytest.raises(DivergenceError, match="diverged.*lower lr_img"):
+        distill(breast, "dm", cfg, tmp_path, progress=False)
+    assert not (tmp_path / "synthetic_set.pt").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ from .plots import write_loss_curve
 METHODS = {"dc": DC, "dsa": DSA, "dm": DM, "mtt": MTT}
 RUN_FILES = ("config.json", "checkpoint.pt", "synthetic_set.pt", "synthetic_grid.png", "loss_curve.png",
              "metrics.json", "summary.txt")
+
+
+class DivergenceError(ValueError):
+    """The matching loss became NaN or infinite: the learning rate is too high for this data."""
 
 
 class RunFolderError(ValueError):
@@ -114,14 +119,19 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
         ran += 1
         bar.update(1)
         done = method.iteration
-        if done % config.log_every == 0 or done == config.iterations:
-            losses += torch.stack(pending).tolist()  # the only host sync: once per log interval
+        log = done % config.log_every == 0 or done == config.iterations
+        save = done % config.checkpoint_every == 0 or done == config.iterations
+        if log or save:
+            losses += torch.stack(pending).tolist()  # the only host sync: once per log/checkpoint interval
             pending = []
             bar.set_postfix(loss=f"{losses[-1]:.4g}")
-        if done % config.checkpoint_every == 0 or done == config.iterations:
-            if pending:
-                losses += torch.stack(pending).tolist()
-                pending = []
+            if not all(math.isfinite(v) for v in losses[-config.log_every:]):
+                bar.close()
+                raise DivergenceError(
+                    f"{method_name} diverged: the matching loss is {losses[-1]} at iteration {done} "
+                    f"(lr_img {config.lr_img}); lower lr_img (--set lr_img=…). The last finite checkpoint "
+                    f"is in {folder}.")
+        if save:
             atomic_torch_save({"method": method.state_dict(), "losses": losses}, folder / "checkpoint.pt")
         if stop_after is not None and ran >= stop_after:
             break
