@@ -7,10 +7,12 @@ time a mix of families rather than whichever one a single draw picks; mode 'M' i
 (every family, exact sequential flip/scale/rotate as published). Run:
 
     python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider
+    MEDISTILL_BENCH_DEVICE=cuda python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider
 """
 import pytest
 import torch
 
+from benchmarks.conftest import synchronize
 from medistill.ops import dsa, reference, sample_dsa_params
 
 CALLS = {"S": 6, "M": 1}
@@ -19,19 +21,20 @@ CALLS = {"S": 6, "M": 1}
 @pytest.mark.parametrize("mode", ["S", "M"])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 28, 28)], ids=["1x28x28", "3x28x28"])
 @pytest.mark.parametrize("batch", [10, 256])
-def test_dsa(benchmark, impl, batch, shape, mode):
+def test_dsa(benchmark, impl, batch, shape, mode, device):
     C, H, W = shape
     calls = CALLS[mode]
-    benchmark.group = f"dsa {mode} sample+fwd+bwd x{calls} {batch}x{C}x{H}x{W}"
-    x = torch.randn(batch, C, H, W, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    grad_out = torch.randn(batch, C, H, W, generator=torch.Generator().manual_seed(1))
-    gen = torch.Generator().manual_seed(2)
+    benchmark.group = f"[{device.type}] dsa {mode} sample+fwd+bwd x{calls} {batch}x{C}x{H}x{W}"
+    x = torch.randn(batch, C, H, W, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_(True)
+    grad_out = torch.randn(batch, C, H, W, generator=torch.Generator().manual_seed(1)).to(device)
+    gen = torch.Generator(device=device).manual_seed(2)  # sampling on the device: no host round-trip
     fn = reference.dsa if impl == "reference" else dsa
 
     def step():
         for _ in range(calls):
-            params = sample_dsa_params(batch, H, W, mode=mode, generator=gen)
+            params = sample_dsa_params(batch, H, W, mode=mode, generator=gen, device=device)
             out = fn(x, params)
             torch.autograd.grad(out, x, grad_out)
+        synchronize(device)
 
     benchmark(step)

@@ -45,7 +45,7 @@ def expert_bank(generated, tmp_path_factory):
 
 
 def test_dm_iteration(benchmark, impl, generated, device):
-    benchmark.group = "DM iteration (10 classes, 256 real/class, IPC 10)"
+    benchmark.group = f"[{device.type}] DM iteration (10 classes, 256 real/class, IPC 10)"
     method = make_method("dm", generated, make_config("dm", 10, batch_real=256), device=str(device))
     step = method.step if impl == "medistill" else (lambda: published_loops.dm_iteration(method))
 
@@ -58,7 +58,7 @@ def test_dm_iteration(benchmark, impl, generated, device):
 
 @pytest.mark.parametrize("name", ["dc", "dsa"])
 def test_dc_outer_step(benchmark, impl, generated, device, name):
-    benchmark.group = f"{name.upper()} outer step (10 classes, 256 real/class, IPC 10)"
+    benchmark.group = f"[{device.type}] {name.upper()} outer step (10 classes, 256 real/class, IPC 10)"
     method = make_method(name, generated, make_config(name, 10, batch_real=256), device=str(device))
     net = method.sample_network()
     params = list(net.parameters())
@@ -74,7 +74,7 @@ def test_dc_outer_step(benchmark, impl, generated, device, name):
 
 
 def test_mtt_iteration(benchmark, impl, generated, expert_bank, device):
-    benchmark.group = "MTT iteration (10 classes, IPC 10, 20 synthetic steps)"
+    benchmark.group = f"[{device.type}] MTT iteration (10 classes, IPC 10, 20 synthetic steps)"
     cfg = make_config("mtt", 10, expert_dir=str(expert_bank), syn_steps=20, expert_epochs=2, max_start_epoch=2)
     method = make_method("mtt", generated, cfg, device=str(device))
     step = method.step if impl == "medistill" else (lambda: published_loops.mtt_iteration(method))

@@ -94,10 +94,11 @@ def mtt_iteration(method) -> torch.Tensor:
     cfg = method.config
     trajectory = method.trajectory(0)
     start = 0
-    w_start, w_target = trajectory[start], trajectory[start + cfg.expert_epochs]
+    w_start = trajectory[start].to(method.device)
+    w_target = trajectory[start + cfg.expert_epochs].to(method.device)
     w = w_start.clone().requires_grad_(True)
     for _ in range(cfg.syn_steps):
-        order = torch.randperm(len(method.labels), generator=method.generator)
+        order = torch.randperm(len(method.labels), generator=method.generator).to(method.device)
         x = eager_independent(method.images[order], cfg.dsa_strategy, method.generator, align_corners=True)
         ce = F.cross_entropy(forward_flat(method.student, w, x), method.labels[order])
         (grad,) = torch.autograd.grad(ce, w, create_graph=True)

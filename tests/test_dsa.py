@@ -433,3 +433,30 @@ def test_cuda_graph_capture_of_the_op():
     static_x.copy_(torch.randn(8, 3, 28, 28, device="cuda"))
     graph.replay()
     torch.testing.assert_close(static_out, dsa(static_x, params))
+
+
+@requires_cuda
+@needs_ops
+@pytest.mark.parametrize("family", ["rotate", "M"])
+def test_cuda_at_most_two_kernel_launches_per_call(family):
+    """The op itself: two kernels forward (sample means, resample), two backward (scatter, colour
+    adjoint) plus a memset of the scatter buffer."""
+    params = draw(family, 256, 28, 28, seed=13).to("cuda")
+    x = torch.randn(256, 3, 28, 28, device="cuda", requires_grad=True)
+    out = dsa(x, params)
+    torch.autograd.grad(out, x, torch.ones_like(out))  # warm-up
+    g = torch.ones_like(out)
+    torch.cuda.synchronize()
+
+    def kernels_of(fn):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        return [e.name for e in prof.events()
+                if e.device_type == torch.autograd.DeviceType.CUDA and not e.name.startswith(("Memcpy", "Memset"))]
+
+    forward = kernels_of(lambda: dsa(x.detach(), params))
+    assert len(forward) <= 2, forward
+    out = dsa(x, params)
+    backward = kernels_of(lambda: torch.autograd.grad(out, x, g))
+    assert len(backward) <= 2, backward
