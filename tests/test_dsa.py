@@ -136,6 +136,21 @@ def test_opcheck(siamese):
 
 
 @needs_ops
+def test_eager_function_and_registered_autograd_agree_bit_for_bit():
+    """The wrapper's eager autograd.Function and the op's register_autograd path are one computation."""
+    params = draw("M", 6, 28, 28, seed=9)
+    x = make_x(6, 3, 28, 28).requires_grad_(True)
+    g = make_x(6, 3, 28, 28, seed=2)
+    via_wrapper = dsa(x, params)
+    assert via_wrapper.grad_fn is not None and "_DSAFunction" in type(via_wrapper.grad_fn).__name__
+    via_op = torch.ops.medistill.dsa.default(x, params.ints, params.floats, False, False)
+    assert torch.equal(via_wrapper, via_op)
+    (gw,) = torch.autograd.grad(via_wrapper, x, g)
+    (go,) = torch.autograd.grad(via_op, x, g)
+    assert torch.equal(gw, go)
+
+
+@needs_ops
 def test_compile_fullgraph():
     params = draw("M", 4, 28, 28, seed=8)
     x = make_x(4, 3, 28, 28).requires_grad_(True)

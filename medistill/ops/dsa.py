@@ -5,6 +5,12 @@ memory layout; params: :class:`~medistill.ops.dsa_params.DSAParams` from
 :func:`~medistill.ops.dsa_params.sample_dsa_params` (B rows, or one row for a Siamese draw, which
 applies to a batch of any size). Returns the augmented (B, C, H, W) batch, contiguous.
 Differentiable w.r.t. x (params are constants). The op is a pure function of (x, params).
+
+Autograd: ``torch.library.register_autograd`` on the op (direct op calls, ``opcheck``,
+``torch.compile``). In eager mode with grad the wrapper goes through ``_DSAFunction`` instead, an
+``autograd.Function`` around the same two ops: torch.library's generic Python autograd costs
+~200 µs a call, more than the kernels themselves for a DSA batch of 10 (measured with
+``benchmarks/bench_dsa.py``). Both paths give bit-identical results (tests/test_dsa.py).
 """
 import torch
 
@@ -30,8 +36,29 @@ def dsa(
     """
     check_dsa_input(x, params)
     if use_kernel(x):
-        return torch.ops.medistill.dsa.default(x, params.ints, params.floats, bool(align_corners), bool(compose_affine))
+        align_corners, compose_affine = bool(align_corners), bool(compose_affine)
+        if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            return _DSAFunction.apply(x, params.ints, params.floats, align_corners, compose_affine)
+        return torch.ops.medistill.dsa.default(x, params.ints, params.floats, align_corners, compose_affine)
     return reference.dsa(x, params, align_corners=align_corners, compose_affine=compose_affine)
+
+
+class _DSAFunction(torch.autograd.Function):
+    """Eager autograd around medistill::dsa / dsa_backward (see module doc)."""
+
+    @staticmethod
+    def forward(ctx, x, ints, floats, align_corners, compose_affine):
+        ctx.save_for_backward(ints, floats)
+        ctx.align_corners, ctx.compose_affine = align_corners, compose_affine
+        return torch.ops.medistill.dsa.default(x, ints, floats, align_corners, compose_affine)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # the backward op has no derivative of its own
+    def backward(ctx, grad_out):
+        ints, floats = ctx.saved_tensors
+        grad_x = torch.ops.medistill.dsa_backward.default(grad_out, ints, floats, ctx.align_corners,
+                                                          ctx.compose_affine)
+        return grad_x, None, None, None, None
 
 
 if has_ops():
