@@ -2,21 +2,37 @@
 
 Generated data shaped like the published measurements (ConvNet-3, 10 classes, 1×28×28, 256 real
 images per class; MTT at IPC 10 with 20 synthetic steps), one thread. Both sides draw from the
-same kind of seeded generator and use the same hyperparameters; they differ only in how the work
-is shaped (batched classes, no autograd graph for real embeddings, fused DSA and losses).
+same kind of seeded generator and use the same hyperparameters; they differ in how the work is
+shaped (batched classes, no autograd graph for real embeddings, fused DSA and losses) and in the
+CPU stack medistill's CLI sets up: its ConvNet pools with strided adds where the published network
+has ``nn.AvgPool2d`` (``published_loops.as_published``), and it keeps freed memory in the heap
+(``medistill.cpu_allocator``) where the published scripts run with glibc's defaults.
+``MEDISTILL_BENCH_KEEP_FREED=both`` gives both sides the allocator policy (to see what it alone is
+worth), ``none`` neither.
 """
 import json
+import os
 
 import pytest
 import torch
 
 from benchmarks import published_loops
 from benchmarks.conftest import synchronize
+from medistill.cpu_allocator import keep_freed_memory
 from medistill.data import ImageDataset
 from medistill.methods import make_config, make_method
 from medistill.models import build_model
 
 CLASSES, PER_CLASS = 10, 300
+KEEP_FREED = os.environ.get("MEDISTILL_BENCH_KEEP_FREED", "medistill")
+
+
+@pytest.fixture(autouse=True)
+def allocator_policy(impl):
+    """medistill's CLI allocator policy for the medistill side (see the module doc)."""
+    keep_freed_memory(KEEP_FREED == "both" or (KEEP_FREED == "medistill" and impl == "medistill"))
+    yield
+    keep_freed_memory(False)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +77,8 @@ def test_dc_outer_step(benchmark, impl, generated, device, name):
     benchmark.group = f"[{device.type}] {name.upper()} outer step (10 classes, 256 real/class, IPC 10)"
     method = make_method(name, generated, make_config(name, 10, batch_real=256), device=str(device))
     net = method.sample_network()
+    if impl == "reference":
+        published_loops.as_published(net)
     params = list(net.parameters())
 
     def run():
@@ -77,6 +95,8 @@ def test_mtt_iteration(benchmark, impl, generated, expert_bank, device):
     benchmark.group = f"[{device.type}] MTT iteration (10 classes, IPC 10, 20 synthetic steps)"
     cfg = make_config("mtt", 10, expert_dir=str(expert_bank), syn_steps=20, expert_epochs=2, max_start_epoch=2)
     method = make_method("mtt", generated, cfg, device=str(device))
+    if impl == "reference":
+        published_loops.as_published(method.student)
     step = method.step if impl == "medistill" else (lambda: published_loops.mtt_iteration(method))
 
     def run():

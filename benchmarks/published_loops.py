@@ -11,7 +11,18 @@ import torch
 import torch.nn.functional as F
 
 from medistill.methods.flat_params import forward_flat
+from medistill.models.convnet import AvgPool2x2
 from medistill.ops import reference, sample_dsa_params
+
+
+def as_published(net: torch.nn.Module) -> torch.nn.Module:
+    """The network as the published code builds it: ``nn.AvgPool2d(2)`` where medistill's ConvNet has
+    its strided-add pool (same weights, same numbers up to rounding). Changes ``net`` in place."""
+    for name, module in list(net.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, AvgPool2x2):
+                setattr(module, child_name, torch.nn.AvgPool2d(2))
+    return net
 
 
 def eager_siamese(x_real, x_syn, strategy, generator, align_corners=False):
@@ -51,7 +62,7 @@ def match_loss(gw_syn, gw_real):
 
 def dm_iteration(method) -> torch.Tensor:
     """One DM iteration as published: class by class, real embeddings with autograd on."""
-    net = method.sample_network()
+    net = as_published(method.sample_network())
     net.train()
     for p in net.parameters():
         p.requires_grad = False

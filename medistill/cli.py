@@ -257,6 +257,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
+    if str(getattr(args, "device", "cpu")).startswith("cpu"):
+        from .cpu_allocator import keep_freed_memory
+
+        keep_freed_memory()  # large activations are not page-faulted in again every pass
     from .data.errors import DataError
 
     try:

@@ -43,3 +43,14 @@ def test_seeded_init_is_repeatable():
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("vgg", 1, 2)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (16, 16), (7, 9)])
+def test_avgpool2x2_matches_avg_pool2d(size):
+    from medistill.models.convnet import AvgPool2x2
+
+    x = torch.randn(3, 4, *size, dtype=torch.float64, requires_grad=True)
+    ours, want = AvgPool2x2()(x), torch.nn.functional.avg_pool2d(x, 2)
+    torch.testing.assert_close(ours, want)
+    g = torch.randn_like(want)
+    torch.testing.assert_close(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(want, x, g)[0])

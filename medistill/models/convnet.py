@@ -7,6 +7,7 @@ convolution pads by 3 (28+6-2 = 32) for any channel count, so a 28 px input give
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -21,9 +22,27 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}; choose instancenorm, batchnorm or none")
 
 
+class AvgPool2x2(nn.Module):
+    """``nn.AvgPool2d(2)`` as two strided adds: (B, C, H, W) → (B, C, H // 2, W // 2).
+
+    Same result up to float rounding (the four terms are summed pairwise, rows then columns; an odd
+    last row/column is dropped, as AvgPool2d's floor mode does). On CPU it is ~2.5× faster forward
+    and ~1.8× forward+backward than ATen's NCHW avg_pool2d for a (256, 128, 32, 32) activation
+    (one thread, dev VM), where ATen's kernel is the slowest step of ConvNet-3. On a GPU it
+    calls ``F.avg_pool2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":  # one ATen kernel beats three elementwise launches on a GPU
+            return F.avg_pool2d(x, 2)
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+        rows = x[..., 0:h:2, :w] + x[..., 1:h:2, :w]
+        return (rows[..., 0::2] + rows[..., 1::2]) * 0.25
+
+
 def make_pool(kind: str) -> nn.Module:
     if kind == "avgpooling":
-        return nn.AvgPool2d(2)
+        return AvgPool2x2()
     if kind == "maxpooling":
         return nn.MaxPool2d(2)
     if kind == "none":
