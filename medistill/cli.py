@@ -150,30 +150,60 @@ def _method_config(args):
     return make_config(args.method, args.ipc, args.preset, **overrides)
 
 
+def _add_dist_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="under torchrun: how long a rank waits for the others at a collective before it stops "
+                        "with an error (a dead or hung rank)")
+
+
 def cmd_distill(args) -> int:
-    from .evaluate import EvalConfig
-    from .methods import distill
+    from .distributed import shutdown, start_from_environment
 
     dataset = _load(args)
     config = _method_config(args)
+    dist = start_from_environment(args.dist_timeout, args.device, num_classes=dataset.num_classes)
+    try:
+        return _distill(args, dataset, config, dist)
+    finally:
+        shutdown(dist)
+
+
+def _distill(args, dataset, config, dist) -> int:
+    from .evaluate import EvalConfig
+    from .methods import distill
+
     out = Path(args.out or Path(DEFAULT_RUNS) / f"{dataset.name}-{args.method}-ipc{args.ipc}-{args.preset}-s{args.seed}")
     quick = args.preset == "quick"
     eval_config = EvalConfig(model=args.eval_model, num_models=args.eval_models,
                              epochs=args.eval_epochs if args.eval_epochs is not None else (300 if quick else None),
                              seed=args.seed, device=args.device)
-    print(f"distilling {dataset.name} ({len(dataset.train_labels)} train images, {dataset.num_classes} classes) "
-          f"with {args.method.upper()} at IPC {args.ipc}, preset {args.preset} → {out}")
+    if dist.is_main:
+        ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.is_distributed else ""
+        print(f"distilling {dataset.name} ({len(dataset.train_labels)} train images, {dataset.num_classes} classes) "
+              f"with {args.method.upper()} at IPC {args.ipc}, preset {args.preset}{ranks} → {out}")
     result = distill(dataset, args.method, config, out, resume=args.resume, force=args.force,
-                     device=args.device, eval_config=eval_config, stop_after=args.stop_after)
+                     device=dist.device, eval_config=eval_config, stop_after=args.stop_after, dist=dist)
     print(result.summary, end="")
     return 0
 
 
 def cmd_experts(args) -> int:
-    from .methods import ExpertConfig, build_experts
-    from tqdm.auto import tqdm
+    from .distributed import shutdown, start_from_environment
 
     dataset = _load(args)
+    dist = start_from_environment(args.dist_timeout, args.device)
+    try:
+        return _experts(args, dataset, dist)
+    finally:
+        shutdown(dist)
+
+
+def _experts(args, dataset, dist) -> int:
+    from tqdm.auto import tqdm
+
+    from .distributed import expert_shard
+    from .methods import ExpertConfig, build_experts
+
     config = ExpertConfig(num_experts=args.num_experts, epochs=args.epochs, lr=args.lr, seed=args.seed,
                           model=args.model, dtype=args.dtype)
     out = Path(args.out or Path("experts") / f"{dataset.name}-{args.model}-e{args.epochs}-s{args.seed}")
@@ -182,12 +212,18 @@ def cmd_experts(args) -> int:
 
     params = sum(p.numel() for p in build_model(args.model, dataset.channels, dataset.num_classes,
                                                 dataset.image_size).parameters())
-    print(f"training {args.num_experts} experts × {args.epochs} epochs on {dataset.name} → {out} "
-          f"({(args.epochs + 1) * params * param_bytes / 2**20:.1f} MiB per expert, {args.dtype})")
-    bar = tqdm(total=args.num_experts, desc="experts", unit="expert")
-    build_experts(dataset, config, out, device=args.device, on_expert=lambda _: bar.update(1))
+    mine = expert_shard(args.num_experts, dist.rank, dist.world_size)
+    if dist.is_main:
+        ranks = f" on {dist.world_size} ranks, {len(mine)} on rank 0" if dist.is_distributed else ""
+        print(f"training {args.num_experts} experts × {args.epochs} epochs on {dataset.name}{ranks} → {out} "
+              f"({(args.epochs + 1) * params * param_bytes / 2**20:.1f} MiB per expert, {args.dtype})")
+    bar = tqdm(total=len(mine), desc="experts", unit="expert", disable=not dist.is_main)
+    build_experts(dataset, config, out, device=dist.device, on_expert=lambda _: bar.update(1), dist=dist)
     bar.close()
-    print(f"expert bank ready: {out}")
+    if dist.is_distributed:
+        print(f"rank {dist.rank}: experts {mine} ready in {out} (the bank is complete when every rank has exited 0)")
+    else:
+        print(f"expert bank ready: {out}")
     return 0
 
 
@@ -236,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    _add_dist_args(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("experts", help="train MTT expert trajectories into a reusable bank")
@@ -249,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    _add_dist_args(p)
     p.set_defaults(func=cmd_experts)
     return parser
 

@@ -1,9 +1,11 @@
 """DSA as the methods use it, over the fused op of :mod:`medistill.ops`.
 
 * Siamese (DSA and DM synthesis): one draw shared by a class's real batch and its synthetic batch,
-  every sample of both getting the parameters of sample 0.
-* Unseeded (network training in DC's inner loop, MTT): every sample its own parameters.
-Mode 'S' throughout: each call picks one family. All draws come from the method's generator.
+  every sample of both getting the parameters of sample 0. Drawn from the class's own generator
+  (``generator=``), so a class's draws do not depend on which other classes a process holds.
+* Unseeded (network training in DC's inner loop, MTT): every sample its own parameters, drawn from
+  the shared generator.
+Mode 'S' throughout: each call picks one family.
 """
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ class DSAPair:
         self.align_corners = align_corners
         self.generator = generator
 
-    def siamese(self, *batches: torch.Tensor) -> list[torch.Tensor]:
-        """The same augmentation (family and parameters) applied to each (B_i, C, H, W) batch."""
+    def siamese(self, *batches: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """The same augmentation (family and parameters) applied to each (B_i, C, H, W) batch.
+
+        ``generator``: where the draw comes from (default: the pair's generator)."""
         h, w = batches[0].shape[-2:]
         params = sample_dsa_params(1, h, w, strategy=self.strategy, mode="S", siamese=True,
-                                   generator=self.generator, device=batches[0].device)
+                                   generator=self.generator if generator is None else generator,
+                                   device=batches[0].device)
         return [dsa(x, params, align_corners=self.align_corners) for x in batches]
 
     def independent(self, x: torch.Tensor) -> torch.Tensor:

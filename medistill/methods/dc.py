@@ -6,6 +6,8 @@ the cross-entropy on ``batch_real`` real images (detached) and on the class's sy
 stacked and matched in one :func:`medistill.ops.gradient_match_loss_batched` call; one SGD step on
 the images. Between outer steps (not after the last) the network trains ``inner_loop`` epochs on the
 synthetic set (batch ``batch_train``, SGD ``lr_net``; unseeded DSA for DSA).
+Class-parallel: each rank matches the classes it owns; before each inner-loop network update the
+synthetic set is all-gathered, and every rank trains the same network identically (shared generator).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ class DC(DistillMethod):
         real = self.sample_real(c, self.config.batch_real)
         syn = self.images[self.class_slice(c)]
         if self.config.dsa:
-            real, syn = self.augment.siamese(real, syn)
+            real, syn = self.siamese(c, real, syn)
         y_real = torch.full((len(real),), c, dtype=torch.long, device=self.device)
         g_real = torch.autograd.grad(F.cross_entropy(net(real), y_real), params)
         y_syn = torch.full((len(syn),), c, dtype=torch.long, device=self.device)
@@ -35,7 +37,7 @@ class DC(DistillMethod):
         return [g.detach() for g in g_real], list(g_syn)
 
     def train_network(self, net, net_optimizer) -> None:
-        images, labels = self.images.detach(), self.labels
+        images, labels = self.full_images(), self.labels
         for _ in range(self.inner_loop):
             order = torch.randperm(len(labels), generator=self.generator).to(self.device)
             for start in range(0, len(labels), self.config.batch_train):
@@ -49,8 +51,8 @@ class DC(DistillMethod):
                 net_optimizer.step()
 
     def outer_step(self, net, params) -> torch.Tensor:
-        """Match every class's gradients in one batched loss call; one image update. Returns the loss."""
-        per_class = [self.class_gradients(net, params, c) for c in range(self.num_classes)]
+        """Match every owned class's gradients in one batched loss call; one image update. Returns the loss."""
+        per_class = [self.class_gradients(net, params, c) for c in self.classes]
         g_real = [torch.stack([pc[0][i] for pc in per_class]) for i in range(len(params))]
         g_syn = [torch.stack([pc[1][i] for pc in per_class]) for i in range(len(params))]
         loss = gradient_match_loss_batched(g_real, g_syn, metric=self.config.metric).sum()
@@ -87,7 +89,7 @@ class DSA(DC):
 
     name = "dsa"
 
-    def __init__(self, dataset, config, device="cpu"):
+    def __init__(self, dataset, config, device="cpu", dist=None):
         if not config.dsa:
             raise ValueError("DSA needs config.dsa=True (make_config('dsa', …) sets it)")
-        super().__init__(dataset, config, device)
+        super().__init__(dataset, config, device, dist)

@@ -6,6 +6,12 @@ tensor: parameters after init and after each epoch. Stored as float32 (``dtype="
 it): a ConvNet on 1×28×28 with 2 classes has P = 315,650, so a 50-epoch expert is 51 × P × 4 B ≈
 64 MB (float32). Experts are written atomically one by one; a crashed run keeps those finished,
 and re-running continues from the next.
+
+Distributed (``dist`` with W ranks, e.g. ``torchrun --nproc-per-node W -m medistill experts …``):
+rank r trains experts r, r+W, … into the same folder. Expert i is seeded from (seed, i) alone, so the
+bank equals the one-process bank file for file. Rank 0 alone checks and writes the manifest (once,
+atomically) before any rank trains; each expert file is written atomically by the one rank that owns
+it, so no file is written twice.
 """
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic_io import atomic_torch_save
+from ..atomic_io import atomic_write_text
 from ..data import ImageDataset
+from ..distributed import DistContext, check_same_config, expert_shard, main_then_share
 from ..models import build_model
 from .augmentation import DSAPair
 from .config import DSA_STRATEGY
@@ -72,21 +80,32 @@ def train_expert(dataset: ImageDataset, config: ExpertConfig, index: int, device
 
 
 def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: str = "cpu",
-                  on_expert: Callable[[int], None] | None = None) -> Path:
-    """Train the missing experts of a bank (creating it); returns the folder."""
+                  on_expert: Callable[[int], None] | None = None, dist: DistContext | None = None) -> Path:
+    """Train the missing experts of a bank (creating it); returns the folder.
+
+    With ``dist`` (W ranks) this rank trains only its share (:func:`~medistill.distributed.expert_shard`)
+    and ``on_expert`` is called for those; the bank is complete when every rank has returned.
+    """
+    dist = dist or DistContext(device=device)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     probe = build_model(config.model, dataset.channels, dataset.num_classes, dataset.image_size)
     manifest = _manifest(dataset, config, sum(p.numel() for p in probe.parameters()))
-    manifest_file = folder / "manifest.json"
-    if manifest_file.exists():
-        existing = json.loads(manifest_file.read_text())
-        if existing != manifest:
-            diff = {k: (existing.get(k), v) for k, v in manifest.items() if existing.get(k) != v}
-            raise ValueError(f"{folder} holds experts made with other settings {diff}; choose another folder")
-    else:
-        manifest_file.write_text(json.dumps(manifest, indent=1))
-    for i in range(config.num_experts):
+    check_same_config(dist, {**manifest, "num_experts": config.num_experts, "folder": str(folder)},
+                      "expert configuration")
+
+    def prepare() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest_file = folder / "manifest.json"
+        if manifest_file.exists():
+            existing = json.loads(manifest_file.read_text())
+            if existing != manifest:
+                diff = {k: (existing.get(k), v) for k, v in manifest.items() if existing.get(k) != v}
+                raise ValueError(f"{folder} holds experts made with other settings {diff}; choose another folder")
+        else:
+            atomic_write_text(manifest_file, json.dumps(manifest, indent=1))
+
+    main_then_share(dist, prepare, "checking the expert bank's manifest on rank 0")
+    for i in expert_shard(config.num_experts, dist.rank, dist.world_size):
         path = expert_path(folder, i)
         if not path.exists():
             atomic_torch_save(train_expert(dataset, config, i, device), path)

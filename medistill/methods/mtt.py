@@ -20,10 +20,13 @@ from .flat_params import forward_flat
 class MTT(DistillMethod):
     name = "mtt"
 
-    def __init__(self, dataset, config, device="cpu"):
+    def __init__(self, dataset, config, device="cpu", dist=None):
         if config.expert_dir is None:
             raise ValueError("MTT needs expert trajectories: set expert_dir (medistill experts … --out DIR)")
-        super().__init__(dataset, config, device)
+        if dist is not None and dist.is_distributed:
+            raise ValueError("MTT is not class-parallel (every step trains on the whole synthetic set): run "
+                             "`medistill distill --method mtt` in one process; `medistill experts` scales out")
+        super().__init__(dataset, config, device, dist)
         self.manifest, self.expert_files = load_experts(config.expert_dir, dataset, config.model)
         needed = config.max_start_epoch + config.expert_epochs
         if self.manifest["epochs"] < needed:

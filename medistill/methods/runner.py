@@ -5,6 +5,12 @@
 ``loss_curve.png``, ``metrics.json`` (the set's evaluation next to the random real subset at the
 same IPC and the majority-class rate) and ``summary.txt``. A run killed at any point and resumed
 with ``resume=True`` ends with the same synthetic set as an uninterrupted run (bit-identical on CPU).
+
+Distributed (``dist`` with W ranks, class-parallel DM/DC/DSA): every rank runs :func:`distill`; all
+check they hold the same configuration; only rank 0 touches the folder (checks it, loads the
+checkpoint and shares it, writes config, checkpoints, the set, plots, metrics and summary); the
+per-iteration losses are summed over ranks once per log/checkpoint interval. A checkpoint holds
+the whole run's state, so a run may be resumed with a different number of ranks.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageDataset
 from ..data.imageset import environment_versions
+from ..distributed import DistContext, all_reduce_sum, check_same_config, main_then_share, maybe_inject_failure
 from ..evaluate import EvalConfig, evaluate_images
 from ..selection import select
 from .augmentation import DSAPair
@@ -52,10 +59,10 @@ class RunResult:
     summary: str
 
 
-def make_method(name: str, dataset: ImageDataset, config, device: str = "cpu"):
+def make_method(name: str, dataset: ImageDataset, config, device: str = "cpu", dist: DistContext | None = None):
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[name](dataset, config, device)
+    return METHODS[name](dataset, config, device, dist)
 
 
 def dsa_training_augment(strategy: str):
@@ -91,20 +98,30 @@ def run_config_of(method_name: str, dataset: ImageDataset, config) -> dict:
 
 def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: bool = False,
             force: bool = False, device: str = "cpu", eval_config: EvalConfig | None = None,
-            progress: bool = True, stop_after: int | None = None) -> RunResult:
+            progress: bool = True, stop_after: int | None = None, dist: DistContext | None = None) -> RunResult:
     """Distil ``dataset`` with ``method_name`` into ``folder``; evaluate when ``eval_config`` is given.
 
     ``stop_after`` ends the loop early after that many iterations in this call (tests, time boxes);
-    the run can then be resumed.
+    the run can then be resumed. ``dist``: this process's place in a class-parallel job (default:
+    one process); every rank calls this function, rank 0 alone writes and evaluates.
     """
+    dist = dist or DistContext(device=device)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     run_config = run_config_of(method_name, dataset, config)
-    checkpoint = _prepare_folder(folder, run_config, resume, force)
-    if not (resume and (folder / "config.json").exists()):
-        atomic_write_text(folder / "config.json",
-                          json.dumps({**run_config, "versions": environment_versions()}, indent=1))
-    method = make_method(method_name, dataset, config, device)
+    check_same_config(dist, {**run_config, "folder": str(folder), "resume": resume, "force": force,
+                             "stop_after": stop_after})
+
+    def prepare() -> dict | None:
+        folder.mkdir(parents=True, exist_ok=True)
+        found = _prepare_folder(folder, run_config, resume, force)
+        if not (resume and (folder / "config.json").exists()):
+            atomic_write_text(folder / "config.json",
+                              json.dumps({**run_config, "versions": environment_versions()}, indent=1))
+        return found
+
+    method = make_method(method_name, dataset, config, device, dist)  # bad settings fail before the folder is touched
+    checkpoint = main_then_share(dist, prepare, "preparing the run folder on rank 0")
+    progress = progress and dist.is_main
     losses: list[float] = []
     if checkpoint is not None:
         method.load_state_dict(checkpoint["method"])
@@ -116,13 +133,15 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
     ran = 0
     while method.iteration < config.iterations:
         pending.append(method.step())
+        maybe_inject_failure(dist, method.iteration)
         ran += 1
         bar.update(1)
         done = method.iteration
         log = done % config.log_every == 0 or done == config.iterations
         save = done % config.checkpoint_every == 0 or done == config.iterations
         if log or save:
-            losses += torch.stack(pending).tolist()  # the only host sync: once per log/checkpoint interval
+            # the only host sync (and, distributed, the only loss exchange): once per log/checkpoint interval
+            losses += all_reduce_sum(dist, torch.stack(pending), "summing the losses over ranks").tolist()
             pending = []
             bar.set_postfix(loss=f"{losses[-1]:.4g}")
             if not all(math.isfinite(v) for v in losses[-config.log_every:]):
@@ -132,19 +151,24 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
                     f"(lr_img {config.lr_img}); lower lr_img (--set lr_img=…). The last finite checkpoint "
                     f"is in {folder}.")
         if save:
-            atomic_torch_save({"method": method.state_dict(), "losses": losses}, folder / "checkpoint.pt")
+            state = method.state_dict()  # a collective when distributed: every rank gathers
+            if dist.is_main:
+                atomic_torch_save({"method": state, "losses": losses}, folder / "checkpoint.pt")
         if stop_after is not None and ran >= stop_after:
             break
     bar.close()
     if pending:
-        losses += torch.stack(pending).tolist()
+        losses += all_reduce_sum(dist, torch.stack(pending), "summing the losses over ranks").tolist()
     if method.iteration < config.iterations:
         return RunResult(folder, None, f"stopped at iteration {method.iteration}/{config.iterations}")
 
     metadata = {"dataset": dataset.name, "dataset_md5": dataset.md5, "method": method_name, "ipc": config.ipc,
                 "seed": config.seed, "hyperparameters": config_dict(config), "iterations": config.iterations,
                 "evaluate_with_dsa": method.uses_dsa, "versions": environment_versions()}
-    synthetic = method.synthetic_set(metadata)
+    synthetic = method.synthetic_set(metadata)  # a collective when distributed
+    if not dist.is_main:
+        return RunResult(folder, None, f"rank {dist.rank}: classes {method.classes.start}–{method.classes.stop - 1} "
+                                       f"done; rank 0 writes {folder}\n")
     synthetic.save(folder / "synthetic_set.pt")
     synthetic.save_grid(folder / "synthetic_grid.png")
     write_loss_curve(folder / "loss_curve.png", list(range(1, len(losses) + 1)), losses,
