@@ -13,7 +13,7 @@ DATASETS=(${DATASETS[*]})
 mkdir -p results/audit "$REPORTS" runs/audit-inputs
 # Audit settings (documented in README): 3 neighbours, flag below the 1st percentile of real-to-real NN distances,
 # embedding ConvNet 10 epochs seed 0, membership attack 2 ConvNets x 100 epochs on the set, no augmentation.
-AUDIT_ARGS=(--threads 1 --seed 0 --quantile 0.01 --embed-epochs 10 --mia-models 2 --mia-epochs 100)
+AUDIT_ARGS=(--cache runs/audit-cache --threads 1 --seed 0 --quantile 0.01 --embed-epochs 10 --mia-models 2 --mia-epochs 100)
 
 "$PY" - "${DATASETS[@]}" <<'PYEOF'
 import sys

@@ -162,3 +162,12 @@ def test_audit_refuses_a_set_from_other_data(breast):
     other_md5.metadata["dataset_md5"] = "0" * 32
     with pytest.raises(DataError, match="MD5"):
         run_audit(other_md5, breast, AuditConfig(**FAST), progress=False)
+
+
+def test_real_side_cache_gives_the_same_audit(breast, tmp_path):
+    image_set = _far_from_real(breast, per_class=1)
+    cfg = AuditConfig(**{**FAST, "cache_dir": str(tmp_path)})
+    first = run_audit(image_set, breast, cfg, progress=False).summary
+    assert len(list(tmp_path.glob("real-reference-breastmnist-*.pt"))) == 1
+    again = run_audit(image_set, breast, cfg, progress=False).summary
+    assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)

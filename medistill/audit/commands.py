@@ -23,6 +23,8 @@ def add_commands(sub) -> None:
     p.add_argument("--max-reference", type=int, default=2000, help="real images sampled for the real-to-real distribution")
     p.add_argument("--mia-models", type=int, default=2, help="networks trained on the set for the membership attack (0: skip)")
     p.add_argument("--mia-epochs", type=int, default=100)
+    p.add_argument("--cache", default=None, help="folder to keep the real-data side (embedding net, real-to-real "
+                   "distances) for the next audit of the same dataset")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -56,7 +58,8 @@ def cmd_audit(args) -> int:
     membership = (MembershipConfig(num_models=args.mia_models, epochs=args.mia_epochs, seed=args.seed)
                   if args.mia_models > 0 else None)
     config = AuditConfig(k=args.k, quantile=args.quantile, embed_epochs=args.embed_epochs, seed=args.seed,
-                         max_reference_queries=args.max_reference, membership=membership, device=args.device)
+                         max_reference_queries=args.max_reference, membership=membership, device=args.device,
+                         cache_dir=args.cache)
     result = run_audit(image_set, dataset, config)
     src = Path(args.source)
     out = Path(args.out) if args.out else (src / "audit" if src.is_dir() else src.with_name(f"{src.stem}-audit"))

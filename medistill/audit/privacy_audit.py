@@ -26,12 +26,19 @@ same AUC restricted to the real images that are some synthetic image's pixel nea
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from pathlib import Path
+
 from tqdm.auto import tqdm
+
+from ..atomic_io import atomic_torch_save
+from ..models import build_model
 
 from ..data import DataError, ImageDataset, ImageSet
 from .embedding import embed_images, train_embedding_network
@@ -40,6 +47,7 @@ from .nearest import nearest_neighbors
 from .ssim import most_similar
 
 SPACES = ("pixel_l2", "embedding_l2", "ssim")
+CACHE_VERSION = 1
 
 
 @dataclass
@@ -54,6 +62,7 @@ class AuditConfig:
     max_reference_queries: int = 2000
     membership: MembershipConfig | None = field(default_factory=MembershipConfig)
     device: str = "cpu"
+    cache_dir: str | None = None  # keep the real-data side (embedding net, real-to-real NN) here for reuse
 
 
 @dataclass
@@ -103,11 +112,37 @@ def _space_summary(syn_best: torch.Tensor, ref_best: torch.Tensor, threshold: fl
     return out
 
 
+def real_reference(dataset: ImageDataset, config: AuditConfig) -> dict:
+    """The real-data side of the audit, which depends only on (dataset file, seed, embed_epochs,
+    max_reference_queries): the embedding network's weights, the real embeddings, and each space's
+    leave-one-out real-to-real nearest-neighbour statistic (1-D tensors). Cached in ``config.cache_dir``."""
+    key = hashlib.sha1(json.dumps([dataset.md5, dataset.name, config.seed, config.embed_epochs,
+                                   config.max_reference_queries, CACHE_VERSION]).encode()).hexdigest()[:16]
+    cached = Path(config.cache_dir) / f"real-reference-{dataset.name}-{key}.pt" if config.cache_dir else None
+    if cached is not None and cached.exists():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    dev, n = config.device, len(dataset.train_labels)
+    ref = _reference_queries(n, config.max_reference_queries, config.seed)
+    real_pixels = dataset.denormalize(dataset.train_images)
+    pix_ref, _ = nearest_neighbors(real_pixels[ref].flatten(1), real_pixels.flatten(1), 1, exclude_index=ref, device=dev)
+    net = train_embedding_network(dataset, config.seed, config.embed_epochs, device=dev)
+    real_emb = embed_images(net, dataset.train_images)
+    emb_ref, _ = nearest_neighbors(real_emb[ref], real_emb, 1, exclude_index=ref, device=dev)
+    clipped = real_pixels.clamp(0, 1)
+    ssim_ref, _ = most_similar(clipped[ref], clipped, 1, exclude_index=ref, device=dev)
+    out = {"reference_queries": ref, "pixel_ref": pix_ref[:, 0], "embedding_ref": emb_ref[:, 0], "ssim_ref": ssim_ref[:, 0],
+           "real_embedding": real_emb, "embedding_state": {k: v.cpu() for k, v in net.state_dict().items()}}
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(out, cached)
+    return out
+
+
 def run_audit(image_set: ImageSet, dataset: ImageDataset, config: AuditConfig = AuditConfig(),
               progress: bool = True) -> AuditResult:
     """Audit ``image_set`` against ``dataset``'s training split; see the module docstring."""
     check_compatible(image_set, dataset)
-    steps = tqdm(total=4 + (config.membership is not None), desc="audit", unit="step", disable=not progress)
+    steps = tqdm(total=3 + (config.membership is not None), desc="audit", unit="step", disable=not progress)
     n, s = len(dataset.train_labels), image_set.images.shape[0]
     k = min(config.k, n - 1)
     dev = config.device
@@ -115,36 +150,33 @@ def run_audit(image_set: ImageSet, dataset: ImageDataset, config: AuditConfig = 
                   + image_set.mean.view(1, -1, 1, 1))
     real_pixels = dataset.denormalize(dataset.train_images)
     dim = syn_pixels[0].numel()
-    ref = _reference_queries(n, config.max_reference_queries, config.seed)
 
-    steps.set_postfix_str("pixel L2")
+    steps.set_postfix_str("real-to-real reference")
+    real = real_reference(dataset, config)
+    steps.update(1)
+    steps.set_postfix_str("nearest real images")
     pix_d, pix_i = nearest_neighbors(syn_pixels.flatten(1), real_pixels.flatten(1), k, device=dev)
-    pix_ref, _ = nearest_neighbors(real_pixels[ref].flatten(1), real_pixels.flatten(1), 1, exclude_index=ref, device=dev)
-    steps.update(1)
-
-    steps.set_postfix_str(f"embedding ({config.embed_epochs} epochs)")
-    net = train_embedding_network(dataset, config.seed, config.embed_epochs, device=dev)
-    syn_emb, real_emb = embed_images(net, image_set.images.detach().float()), embed_images(net, dataset.train_images)
+    pix_ref = real["pixel_ref"]
+    net = build_model("convnet", dataset.channels, dataset.num_classes, dataset.image_size)
+    net.load_state_dict(real["embedding_state"])
+    syn_emb, real_emb = embed_images(net.to(dev), image_set.images.detach().float()), real["real_embedding"]
     emb_d, emb_i = nearest_neighbors(syn_emb, real_emb, k, device=dev)
-    emb_ref, _ = nearest_neighbors(real_emb[ref], real_emb, 1, exclude_index=ref, device=dev)
-    steps.update(1)
-
-    steps.set_postfix_str("SSIM")
+    emb_ref = real["embedding_ref"]
     syn_clipped, real_clipped = syn_pixels.clamp(0, 1), real_pixels.clamp(0, 1)
     ssim_v, ssim_i = most_similar(syn_clipped, real_clipped, k, device=dev)
-    ssim_ref, _ = most_similar(real_clipped[ref], real_clipped, 1, exclude_index=ref, device=dev)
+    ssim_ref = real["ssim_ref"]
     steps.update(1)
 
     q = config.quantile
     duplicate_l2 = 0.5 / 255 * math.sqrt(dim)
-    thresholds = {"pixel_l2": _quantile(pix_ref[:, 0], q), "embedding_l2": _quantile(emb_ref[:, 0], q),
-                  "ssim": _quantile(ssim_ref[:, 0], 1 - q)}
+    thresholds = {"pixel_l2": _quantile(pix_ref, q), "embedding_l2": _quantile(emb_ref, q),
+                  "ssim": _quantile(ssim_ref, 1 - q)}
     flags = {"pixel_l2": (pix_d[:, 0] < thresholds["pixel_l2"]) | (pix_d[:, 0] <= duplicate_l2),
              "embedding_l2": (emb_d[:, 0] < thresholds["embedding_l2"]) | (emb_d[:, 0] <= 1e-6 * float(emb_ref.median())),
              "ssim": (ssim_v[:, 0] > thresholds["ssim"]) | (ssim_v[:, 0] >= 1 - 1e-6)}
-    spaces = {"pixel_l2": _space_summary(pix_d[:, 0], pix_ref[:, 0], thresholds["pixel_l2"], flags["pixel_l2"], False),
-              "embedding_l2": _space_summary(emb_d[:, 0], emb_ref[:, 0], thresholds["embedding_l2"], flags["embedding_l2"], False),
-              "ssim": _space_summary(ssim_v[:, 0], ssim_ref[:, 0], thresholds["ssim"], flags["ssim"], True)}
+    spaces = {"pixel_l2": _space_summary(pix_d[:, 0], pix_ref, thresholds["pixel_l2"], flags["pixel_l2"], False),
+              "embedding_l2": _space_summary(emb_d[:, 0], emb_ref, thresholds["embedding_l2"], flags["embedding_l2"], False),
+              "ssim": _space_summary(ssim_v[:, 0], ssim_ref, thresholds["ssim"], flags["ssim"], True)}
     spaces["pixel_l2"]["duplicate_tolerance"] = duplicate_l2
     steps.update(1)
 
@@ -190,7 +222,7 @@ def run_audit(image_set: ImageSet, dataset: ImageDataset, config: AuditConfig = 
         "config": {**dataclasses.asdict(config), "embedding_network": f"convnet, {config.embed_epochs} epochs on the "
                    f"real train split, seed {config.seed}, evaluation optimiser; 2048-d embed()"},
     }
-    arrays = {"pixel_ref": pix_ref[:, 0].numpy(), "embedding_ref": emb_ref[:, 0].numpy(), "ssim_ref": ssim_ref[:, 0].numpy(),
+    arrays = {"pixel_ref": pix_ref.numpy(), "embedding_ref": emb_ref.numpy(), "ssim_ref": ssim_ref.numpy(),
               "pixel_syn": pix_d[:, 0].numpy(), "embedding_syn": emb_d[:, 0].numpy(), "ssim_syn": ssim_v[:, 0].numpy(),
               "synthetic_pixels": syn_clipped, "real_pixels": real_clipped, "member_losses": member_losses,
               "nonmember_losses": nonmember_losses}
