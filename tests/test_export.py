@@ -91,13 +91,16 @@ def test_medmnist_reads_the_package(package):
     assert train.imgs.shape == (4, 28, 28) and train.labels.shape == (4, 1)
 
 
-def test_bare_pt_exports_and_existing_out_is_refused(tmp_path, breast):
+def test_bare_pt_exports_and_existing_out_is_refused(tmp_path, breast, capsys):
     path = _synthetic(breast).save(tmp_path / "set.pt")
-    out = export_package(path, tmp_path / "p")
-    assert load_package(out).metadata["evaluation"] is None
-    with pytest.raises(DataError, match="already exists"):
-        export_package(path, tmp_path / "p")
+    assert main(["export", str(path), "--out", str(tmp_path / "p")]) == 0
+    assert "exported 4 images" in capsys.readouterr().out
+    assert load_package(tmp_path / "p").metadata["evaluation"] is None
+    assert main(["export", str(path), "--out", str(tmp_path / "p")]) == 2
+    assert "already exists" in capsys.readouterr().err
     export_package(path, tmp_path / "p", force=True)
+    assert main(["export", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "q")]) == 2
+    assert "no run folder or image set" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("victim", ["metadata.json", "breastmnist.npz", "README.md"])
