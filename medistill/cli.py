@@ -112,6 +112,10 @@ def cmd_baseline(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .data import ImageSet
+    from .export.commands import cmd_evaluate_package, is_package
+
+    if is_package(args.path):  # a shared package folder (medistill export): verified, then re-scored
+        return cmd_evaluate_package(args)
     from .evaluate import evaluate_images
 
     image_set = ImageSet.load(args.path)
@@ -288,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     _add_dist_args(p)
     p.set_defaults(func=cmd_experts)
+    for area in ("export", "audit"):  # sharing a set: medistill/<area>/commands.py
+        __import__(f"medistill.{area}.commands", fromlist=["add_commands"]).add_commands(sub)
     return parser
 
 

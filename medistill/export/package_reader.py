@@ -1,0 +1,110 @@
+"""Reading a package back: manifest first, then the files, then consistency of arrays and metadata."""
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import DataError, ImageSet
+from .image_arrays import channels_first
+from .manifest import MANIFEST_NAME, verify_manifest
+from .package_writer import GRID_NAME, METADATA_NAME, PACKAGE_FORMAT, README_NAME
+
+REQUIRED_KEYS = ("train_images", "train_labels", "train_images_float", "train_images_normalized")
+
+
+@dataclass
+class Package:
+    """A verified package: its folder, metadata, arrays and the set as an ImageSet (normalised float images)."""
+
+    folder: Path
+    metadata: dict
+    arrays: dict[str, np.ndarray]
+    image_set: ImageSet
+
+
+def is_package(path) -> bool:
+    """A folder that looks like a package (has a manifest or a package metadata.json)."""
+    path = Path(path)
+    return path.is_dir() and ((path / MANIFEST_NAME).exists() or (path / METADATA_NAME).exists())
+
+
+def _read_metadata(folder: Path) -> dict:
+    path = folder / METADATA_NAME
+    if not path.exists():
+        raise DataError(f"{folder}: missing {METADATA_NAME}; the package is incomplete")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    if meta.get("format") != PACKAGE_FORMAT:
+        raise DataError(f"{path}: not a medistill package (format {meta.get('format')!r})")
+    return meta
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, path: Path) -> None:
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found {sorted(arrays)})")
+    shape = tuple(meta["images"]["shape_nchw"])
+    normalized = arrays["train_images_normalized"]
+    if normalized.shape != shape:
+        raise DataError(f"{path}: train_images_normalized has shape {normalized.shape}, metadata says {shape}")
+    for key in ("train_images", "train_images_float"):
+        if channels_first(arrays[key]).shape != shape:
+            raise DataError(f"{path}: {key} has shape {arrays[key].shape}, which does not match {shape} (N, C, H, W)")
+    labels = arrays["train_labels"]
+    if labels.shape != (shape[0], 1):
+        raise DataError(f"{path}: train_labels has shape {labels.shape}, expected ({shape[0]}, 1)")
+    k = len(meta["class_names"])
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise DataError(f"{path}: labels outside [0, {k}) (min {labels.min()}, max {labels.max()})")
+    mean = np.asarray(meta["normalization"]["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(meta["normalization"]["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+    renormalized = (channels_first(arrays["train_images_float"]) - mean) / std
+    if not np.allclose(renormalized, normalized, rtol=1e-4, atol=1e-4):
+        raise DataError(f"{path}: train_images_float and train_images_normalized disagree under the recorded "
+                        "mean/std; the package is inconsistent")
+
+
+def load_package(folder, verify: bool = True) -> Package:
+    """Verify the manifest (unless ``verify=False``), read and check everything; DataError names the problem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"no package folder at {folder}")
+    if verify:
+        verify_manifest(folder)
+    meta = _read_metadata(folder)
+    files = meta.get("files") or {}
+    for name in (files.get("images"), GRID_NAME, README_NAME):
+        if not name or not (folder / name).is_file():
+            raise DataError(f"{folder}: missing file '{name}'; the package is incomplete")
+    npz_path = folder / files["images"]
+    arrays = _read_npz(npz_path)
+    _check_arrays(arrays, meta, npz_path)
+    src = meta.get("source_dataset") or {}
+    image_set = ImageSet(
+        images=torch.from_numpy(np.ascontiguousarray(arrays["train_images_normalized"])),
+        labels=torch.from_numpy(arrays["train_labels"].reshape(-1).astype(np.int64)),
+        mean=torch.tensor(meta["normalization"]["mean"], dtype=torch.float32),
+        std=torch.tensor(meta["normalization"]["std"], dtype=torch.float32),
+        class_names=list(meta["class_names"]),
+        metadata={"dataset": src.get("name"), "dataset_md5": src.get("md5"), "task": src.get("task"),
+                  "method": meta.get("method"), "ipc": meta.get("ipc"), "seed": meta.get("seed"),
+                  "hyperparameters": meta.get("hyperparameters"), "learned_lr": meta.get("learned_lr"),
+                  "evaluate_with_dsa": meta.get("evaluate_with_dsa"), "versions": meta.get("versions_at_distillation"),
+                  "package": str(folder)},
+    )
+    return Package(folder, meta, arrays, image_set)

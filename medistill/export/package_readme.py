@@ -1,0 +1,68 @@
+"""The README.md written into a package for the receiving site (filled from the package's metadata)."""
+from __future__ import annotations
+
+
+def _score(evaluation: dict | None) -> str:
+    if not evaluation or not evaluation.get("distilled"):
+        return "No evaluation was recorded with this set (it was exported from a bare .pt file)."
+    d = evaluation["distilled"]
+    s, cfg = d["summary"], d["config"]
+    line = (f"At the sending site this set scored accuracy {s['accuracy']['mean']:.3f} ± {s['accuracy']['std']:.3f}, "
+            f"balanced accuracy {s['balanced_accuracy']['mean']:.3f} ± {s['balanced_accuracy']['std']:.3f}, "
+            f"AUC {s['auc']['mean']:.3f} ± {s['auc']['std']:.3f} on the {d['test_size']} test images "
+            f"({cfg['num_models']} {cfg['model']} networks × {cfg['epochs']} epochs"
+            f"{', DSA augmentation' if cfg.get('augment') else ''}, lr {cfg['lr']:g}, seed {cfg['seed']}; "
+            f"majority-class rate {d['majority_rate']:.3f}).")
+    if evaluation.get("random"):
+        r = evaluation["random"]["summary"]
+        line += f" A random real subset of the same size scored accuracy {r['accuracy']['mean']:.3f} ± {r['accuracy']['std']:.3f}."
+    return line
+
+
+def package_readme(meta: dict) -> str:
+    """Markdown text: what the package holds, how it is stored, how to load, verify and re-score it."""
+    img = meta["images"]
+    src = meta["source_dataset"]
+    name, npz = src.get("name") or "unknown", meta["files"]["images"]
+    shape = "×".join(map(str, img["shape_nchw"][1:]))
+    ev = meta.get("evaluation") or {}
+    cfg = (ev.get("distilled") or {}).get("config") or {}
+    rescore = (f"medistill evaluate {{this folder}} --models {cfg.get('num_models', 5)} --epochs {cfg.get('epochs', 300)} "
+               f"--seed {cfg.get('seed', 0)}") if cfg else "medistill evaluate {this folder}"
+    lr = meta.get("learned_lr")
+    return f"""# Distilled image set: {name}, {meta.get('method') or 'unknown method'}, {img['per_class']} images per class
+
+This folder holds **{img['count']} synthetic images** ({shape}, {len(meta['class_names'])} classes) made by
+dataset distillation ({meta.get('method') or 'unknown'}) from the training split of **{name}**
+(file MD5 `{src.get('md5')}`). It contains **no real image**: the `val_` and `test_` arrays are empty.
+Whether any synthetic image is too close to a real training image is what `medistill audit` checks at the
+sending site; ask for its report.
+
+## Files
+- `{npz}`: MedMNIST's own layout. `train_images` uint8 {'(N, H, W)' if img['shape_nchw'][1] == 1 else '(N, H, W, C)'},
+  `train_labels` (N, 1); `val_*`/`test_*` empty. Any loader that reads MedMNIST's keys reads it
+  (`np.load("{npz}")["train_images"]`; `medmnist.{src.get('python_class') or 'BreastMNIST'}(split="train", root="<this folder>")`
+  reads `.imgs`/`.labels`, though its `len()` asserts the official split size).
+  - `train_images_float`: float32, same layout, the exact de-normalised pixels `x * std + mean`.
+    Distilled pixels may leave [0, 1] (here {img['float_min']:.3f} … {img['float_max']:.3f}; {100 * img['clipped_fraction']:.2f}% of pixels outside);
+    `train_images` is `round(clip(float, 0, 1) * 255)`, so it loses that.
+  - `train_images_normalized`: float32 (N, C, H, W), the tensor networks are trained on:
+    `(float - mean[c]) / std[c]` with mean {meta['normalization']['mean']} and std {meta['normalization']['std']}
+    (the source training split's per-channel statistics of pixels in [0, 1]).
+- `metadata.json`: source dataset and MD5, method, IPC, seed, hyperparameters, {'learned learning rate ' + format(lr, 'g') + ', ' if lr else ''}class names
+  (label i ↔ `class_names[i]`), the evaluation recorded at the sending site, software versions.
+- `synthetic_grid.png`: the images, one row per class (float pixels clipped to [0, 1]).
+- `MANIFEST.sha256`: SHA-256 of every other file. Check with `sha256sum -c MANIFEST.sha256`.
+
+## Class names
+{chr(10).join(f'- {i}: {c}' for i, c in enumerate(meta['class_names']))}
+
+## Re-score it on your side
+Train networks on the float images (normalised as above; {'the learned lr ' + format(lr, 'g') if lr else 'lr 0.01'}) and test them on the
+public test split of {name}{' (with DSA augmentation, as at the sending site: on automatically)' if meta.get('evaluate_with_dsa') else ''}:
+
+    {rescore}
+
+(verifies the manifest first; needs only the official `{name}` file for its test split.)
+{_score(ev)}
+"""
