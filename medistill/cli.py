@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.set_defaults(func=cmd_experts)
+    from .study.commands import add_commands as add_study_commands; add_study_commands(sub)  # study, predict, report
     return parser
 
 
