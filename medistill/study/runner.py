@@ -56,6 +56,9 @@ def run_study(cells: list[Cell], out, compute: Callable[[Cell], dict], *, rank: 
             outcome.skipped.append(cell.id)
             continue
         if not board.claim(cell.id):
+            if cell.id in table.finished_ids():  # finished by its owner meanwhile
+                outcome.skipped.append(cell.id)
+                continue
             owner = board.owner(cell.id) or {}
             log(f"[{i}/{len(mine)}] {cell.id}: claimed by pid {owner.get('pid')} on {owner.get('host')}, skipped")
             outcome.busy.append(cell.id)
