@@ -65,6 +65,14 @@ def _degenerate(x: np.ndarray, y: np.ndarray) -> bool:
     return len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0
 
 
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair of (B, n) arrays."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    r = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return np.clip(r, -1.0, 1.0)
+
+
 def correlation(x, y, bootstrap: int = 2000, seed: int = 0) -> Correlation:
     """Pearson and Spearman r with percentile bootstrap 95% CIs; None where the data cannot support one."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -78,14 +86,12 @@ def correlation(x, y, bootstrap: int = 2000, seed: int = 0) -> Correlation:
     if n < MIN_BOOTSTRAP:
         return Correlation(n, pearson, None, spearman, None, f"n = {n} < {MIN_BOOTSTRAP}: no bootstrap CI")
     rng = np.random.default_rng(seed)
-    rp, rs = [], []
-    for _ in range(bootstrap):
-        idx = rng.integers(0, n, n)
-        bx, by = x[idx], y[idx]
-        if _degenerate(bx, by):
-            continue
-        rp.append(stats.pearsonr(bx, by)[0])
-        rs.append(stats.spearmanr(bx, by)[0])
+    idx = rng.integers(0, n, (bootstrap, n))
+    bx, by = x[idx], y[idx]
+    keep = (np.ptp(bx, axis=1) > 0) & (np.ptp(by, axis=1) > 0)  # resamples with a defined correlation
+    bx, by = bx[keep], by[keep]
+    rp = _rowwise_pearson(bx, by)
+    rs = _rowwise_pearson(stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1))
     ci = lambda v: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if len(v) >= 20 else None
     return Correlation(n, pearson, ci(rp), spearman, ci(rs))
 
