@@ -1,6 +1,5 @@
 """The indicator fit (correlations, regression, LODO, prediction intervals), predict and report."""
 import json
-import math
 
 import numpy as np
 import pytest

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from medistill.cli import main
-from medistill.study import Budget, Cell, ClaimBoard, ResultsTable, grid, read_table, run_study, shard
+from medistill.study import Budget, ClaimBoard, ResultsTable, grid, read_table, run_study, shard
 
 REPO = Path(__file__).resolve().parents[1]
 
