@@ -91,6 +91,8 @@ def test_lodo_error_is_the_held_out_error_of_a_fit_without_that_dataset():
     # without c: y = x, predicts 2 for truth 3; without a: y = 2x - 1, predicts -1 for 0; without b: y = 1.5x, 1.5 vs 1
     assert lodo.per_dataset == pytest.approx({"a": 1.0, "b": 0.5, "c": 1.0})
     assert lodo.mae == pytest.approx(2.5 / 3)
+    # ignoring the indicator: without a, mean 2 vs 0; without b, 1.5 vs 1; without c, 0.5 vs 3
+    assert lodo.mean_only_mae == pytest.approx((2 + 0.5 + 2.5) / 3)
 
 
 def test_per_ipc_fits_where_three_points_and_best_fit_prefers_them():

@@ -12,7 +12,9 @@ columns), y = the row's own score, for one metric (accuracy, balanced accuracy o
   the interval then only describes the points, it is no evidence that the relation carries over.
 - Leave-one-dataset-out (LODO): for each dataset, fit on the other datasets' pairs, predict this
   dataset's pairs; the mean absolute error over held-out datasets. Needs ≥ 3 distinct datasets
-  (so that each fit has ≥ 2 datasets); otherwise None.
+  (so that each fit has ≥ 2 datasets); otherwise None. Reported next to the same error of a
+  predictor that ignores the indicator (the other datasets' mean score): the indicator is only
+  useful where it beats that.
 """
 from __future__ import annotations
 
@@ -156,6 +158,7 @@ class Lodo:
     datasets: int
     per_dataset: dict[str, float] = field(default_factory=dict)
     mae: float | None = None
+    mean_only_mae: float | None = None  # the same, predicting the other datasets' mean score (no indicator)
     note: str = ""
 
 
@@ -163,15 +166,18 @@ def leave_one_dataset_out(pairs: list[Pair]) -> Lodo:
     names = sorted({p.dataset for p in pairs})
     if len(names) < MIN_DATASETS:
         return Lodo(len(names), note=f"{len(names)} dataset(s) < {MIN_DATASETS}: not validated")
-    errors = {}
+    errors, mean_only = {}, {}
     for held in names:
-        fit = fit_pairs([p for p in pairs if p.dataset != held])
+        rest = [p for p in pairs if p.dataset != held]
+        fit = fit_pairs(rest)
         if fit.slope is None:
             continue
+        rest_mean = float(np.mean([p.y for p in rest]))
         errors[held] = float(np.mean([abs(fit.predict(p.x) - p.y) for p in pairs if p.dataset == held]))
+        mean_only[held] = float(np.mean([abs(rest_mean - p.y) for p in pairs if p.dataset == held]))
     if not errors:
         return Lodo(len(names), note="no held-out fit possible (constant random-subset scores)")
-    return Lodo(len(names), errors, float(np.mean(list(errors.values()))))
+    return Lodo(len(names), errors, float(np.mean(list(errors.values()))), float(np.mean(list(mean_only.values()))))
 
 
 @dataclass

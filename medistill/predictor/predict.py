@@ -47,6 +47,9 @@ def predict_method(fits: list[MethodFit], method: str, metric: str, ipc: int | N
     if not fit.validated:
         notes.append(f"not validated: the fit rests on {fit.line.datasets} dataset(s) (< 3); the interval only "
                      "describes those points")
+    if fit.lodo.mae is not None and fit.lodo.mean_only_mae is not None and fit.lodo.mae >= fit.lodo.mean_only_mae:
+        notes.append(f"leave-one-dataset-out error {fit.lodo.mae:.3f} does not beat ignoring the indicator "
+                     f"({fit.lodo.mean_only_mae:.3f}): do not trust this prediction")
     if fit.ipc is None and ipc is not None:
         notes.append(f"fit pools all IPCs (fewer than 3 points at IPC {ipc})")
     if dataset is not None and fitted_datasets and dataset in fitted_datasets:
