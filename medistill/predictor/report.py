@@ -83,6 +83,10 @@ def validity_statements(rows: list[dict]) -> list[str]:
         else:
             out.append(f"- {f.method}: {f.line.n} point(s) from {f.line.datasets} dataset(s): **not validated**; "
                        "any line or interval only describes these points.")
+    if any(r["method"] == "herding" and r["ipc"] == 1 for r in rows) and any(
+            r["method"] == "kcenter" and r["ipc"] == 1 for r in rows):
+        out.append("- At IPC 1 herding and k-center pick the same image (both start from the sample nearest the "
+                   "class mean), so their IPC 1 rows coincide: they are not independent evidence.")
     presets = sorted({str(r.get("preset")) for r in rows})
     out += [f"- Budget(s): {', '.join(presets)}. The quick preset distils for minutes on a CPU, far below the "
             "published budgets, and scores each set with 3 networks × 300 epochs: these are small-budget results, "
