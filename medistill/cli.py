@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     _add_dist_args(p)
     p.set_defaults(func=cmd_experts)
-    for area in ("export", "audit"):  # sharing a set: medistill/<area>/commands.py
+    # study, predict, report; export; audit: each area's subcommands live in medistill/<area>/commands.py
+    for area in ("study", "export", "audit"):
         __import__(f"medistill.{area}.commands", fromlist=["add_commands"]).add_commands(sub)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from .dataset import ImageDataset
+from .combined import NAME as COMBINED_NAME, load_combined
 from .errors import DataError
 from .image_folder import load_image_folder
 from .imageset import ImageSet
@@ -11,7 +12,9 @@ from .medmnist_files import dataset_names, default_root, file_md5, load_medmnist
 
 
 def load_dataset(name_or_path: str, size: int = 28, root=None, **kwargs) -> ImageDataset:
-    """A MedMNIST dataset by name, or an image folder by path (``root/<class>/<images>``)."""
+    """A MedMNIST dataset by name, "simulation" (:mod:`.combined`), or an image folder by path."""
+    if name_or_path.lower() == COMBINED_NAME:
+        return load_combined(root=root, size=size, **kwargs)
     if os.path.isdir(name_or_path) and name_or_path.lower() not in dataset_names():
         return load_image_folder(name_or_path, size=size, **kwargs)
     return load_medmnist(name_or_path, size=size, root=root, **kwargs)
@@ -24,6 +27,7 @@ __all__ = [
     "dataset_names",
     "default_root",
     "file_md5",
+    "load_combined",
     "load_dataset",
     "load_image_folder",
     "load_medmnist",

@@ -1,0 +1,269 @@
+"""Computing one study cell: a distillation (DC/DSA/DM/MTT) or a real-data baseline, as a table row.
+
+Distillations go through :func:`medistill.methods.distill` into ``<runs>/<cell id>/`` (resumed from
+its checkpoint if a previous process died in it). A run folder that already holds ``metrics.json``
+for the same configuration — the study's own, or one found in an import folder under the name
+``medistill distill`` gives it (``<dataset>-<method>-ipc<K>-<preset>-s<seed>``) or the one
+scripts/run_method_results.sh gives it (``<dataset>-<method>-ipc<K>-<preset>``) — is recorded
+without recomputing. "Same configuration" is the runner's resume check (config.json against the
+method config, ignoring checkpoint/log intervals and the expert bank's folder, which is checked by
+its manifest instead) plus the evaluation settings in metrics.json (networks, epochs, seed, model).
+
+Baselines (random, herding, k-center, full) are scored with the evaluation protocol, without
+augmentation, into ``<runs>/<cell id>/metrics.json`` with the selected set beside it.
+
+The indicator of each row is the random real subset at the same IPC scored under the same protocol
+as the row (with DSA training when the distilled set is evaluated with it, as the runner does).
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..atomic_io import atomic_write_text
+from ..data import ImageDataset, load_dataset
+from ..evaluate import EvalConfig, evaluate_images
+from ..methods import ExpertConfig, build_experts, distill, make_config
+from ..methods.experts import _manifest, expert_path
+from ..methods.checkpoint import RESUME_NEUTRAL, config_mismatch, load_json
+from ..methods.runner import run_config_of
+from ..selection import check_ipc, select
+from .cells import BASELINES, DISTILL_METHODS, Budget, Cell
+from .runner import CellUnavailable
+from .table import METRICS
+
+IMPORT_NEUTRAL = RESUME_NEUTRAL | {"expert_dir"}
+
+
+def summary_columns(result: dict, prefix: str = "") -> dict:
+    """{prefix+metric_mean/std} from an EvalResult dict."""
+    out = {}
+    for m in METRICS:
+        out[f"{prefix}{m}_mean"] = result["summary"][m]["mean"]
+        out[f"{prefix}{m}_std"] = result["summary"][m]["std"]
+    return out
+
+
+@contextmanager
+def file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class CellComputer:
+    """Callable cell → table row, for real data. Datasets are loaded once per process."""
+
+    def __init__(self, budget: Budget, runs_dir, import_dirs=(), data_root=None, device: str = "cpu",
+                 progress: bool = True, verify_md5: bool = True, import_only: bool = False):
+        self.budget = budget
+        self.runs_dir = Path(runs_dir)
+        self.import_dirs = [Path(d) for d in import_dirs]
+        self.data_root = data_root
+        self.device = device
+        self.progress = progress
+        self.verify_md5 = verify_md5
+        self.import_only = import_only
+        self._datasets: dict[str, ImageDataset] = {}
+
+    def dataset(self, name: str) -> ImageDataset:
+        if name not in self._datasets:
+            self._datasets[name] = load_dataset(name, root=self.data_root, verify_md5=self.verify_md5)
+        return self._datasets[name]
+
+    def validate(self, cells) -> None:
+        """Raise a clear error for an unknown dataset or an IPC larger than a class, before any work."""
+        for cell in cells:
+            dataset = self.dataset(cell.dataset)
+            if cell.ipc is not None:
+                check_ipc(dataset, cell.ipc)
+
+    def eval_config(self, seed: int) -> EvalConfig:
+        return EvalConfig(num_models=self.budget.resolved("eval_models"), epochs=self.budget.resolved("eval_epochs"),
+                          seed=seed, device=self.device)
+
+    def __call__(self, cell: Cell) -> dict:
+        started = time.time()
+        if cell.method in DISTILL_METHODS:
+            row = self._distilled(cell)
+        elif cell.method in BASELINES:
+            row = self._baseline(cell)
+        else:
+            raise ValueError(f"unknown method or baseline {cell.method!r}")
+        row.setdefault("wall_seconds", round(time.time() - started, 1))
+        return {"cell_id": cell.id, "dataset": cell.dataset, "method": cell.method, "kind": cell.kind,
+                "ipc": cell.ipc, "seed": cell.seed, "preset": cell.budget, "host": socket.gethostname(),
+                "pid": os.getpid(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **row}
+
+    # distillation -------------------------------------------------------------------------------------
+
+    def expert_bank(self, dataset: ImageDataset) -> Path:
+        return self.runs_dir / f"experts-{dataset.name}-{self.budget.tag}"
+
+    def method_config(self, cell: Cell, dataset: ImageDataset):
+        overrides = {"seed": cell.seed}
+        if self.budget.iterations is not None:
+            overrides["iterations"] = self.budget.iterations
+        if cell.method == "mtt":
+            overrides["expert_dir"] = str(self.expert_bank(dataset))
+        return make_config(cell.method, cell.ipc, self.budget.preset, **overrides)
+
+    def candidates(self, cell: Cell) -> list[Path]:
+        """Run folders that may already hold this cell: the study's own, then the import folders'."""
+        base = f"{cell.dataset}-{cell.method}-ipc{cell.ipc}-{cell.budget}"
+        folders = [self.runs_dir / cell.id]
+        for d in self.import_dirs:
+            folders += [d / f"{base}-s{cell.seed}", d / base]
+        return folders
+
+    def reusable_metrics(self, folder: Path, run_config: dict, eval_config: EvalConfig) -> dict | None:
+        """metrics.json of ``folder`` when it was made with the same method config and evaluation settings."""
+        if not ((folder / "config.json").exists() and (folder / "metrics.json").exists()):
+            return None
+        mismatch = config_mismatch(load_json(folder / "config.json"), run_config)
+        if set(mismatch) - IMPORT_NEUTRAL:
+            return None
+        metrics = load_json(folder / "metrics.json")
+        used = metrics["distilled"]["config"]
+        expected_epochs = dataclasses.replace(eval_config, augment=metrics["evaluated_with_dsa"]).resolved_epochs()
+        same = (used["num_models"] == eval_config.num_models and used["epochs"] == expected_epochs
+                and used["seed"] == eval_config.seed and used["model"] == eval_config.model)
+        return metrics if same else None
+
+    def _expert_config(self, config) -> ExpertConfig:
+        return ExpertConfig(num_experts=config.num_experts, epochs=config.expert_train_epochs, model=config.model)
+
+    def imported_bank(self, dataset: ImageDataset, config) -> Path | None:
+        """A complete expert bank with the same manifest in an import folder (read only), if any.
+
+        Looked for as ``experts-<dataset>-<preset>`` (scripts/run_method_results.sh's name).
+        """
+        expected = _manifest(dataset, self._expert_config(config), self._param_count(dataset, config))
+        for d in self.import_dirs:
+            bank = d / f"experts-{dataset.name}-{self.budget.tag}"
+            manifest = bank / "manifest.json"
+            if (manifest.exists() and load_json(manifest) == expected
+                    and all(expert_path(bank, i).exists() for i in range(config.num_experts))):
+                return bank
+        return None
+
+    @staticmethod
+    def _param_count(dataset: ImageDataset, config) -> int:
+        from ..models import build_model
+
+        probe = build_model(config.model, dataset.channels, dataset.num_classes, dataset.image_size)
+        return sum(p.numel() for p in probe.parameters())
+
+    def _ensure_experts(self, dataset: ImageDataset, config):
+        """The config with an expert bank that exists: an imported one, or the study's own (built once)."""
+        imported = self.imported_bank(dataset, config)
+        if imported is not None:
+            return dataclasses.replace(config, expert_dir=str(imported))
+        bank = Path(config.expert_dir)
+        with file_lock(bank.parent / f".{bank.name}.lock"):  # one process trains a bank, the others wait
+            build_experts(dataset, self._expert_config(config), bank, device=self.device)
+        return config
+
+    def _distilled(self, cell: Cell) -> dict:
+        dataset = self.dataset(cell.dataset)
+        config = self.method_config(cell, dataset)
+        eval_config = self.eval_config(cell.seed)
+        run_config = run_config_of(cell.method, dataset, config)
+        for folder in self.candidates(cell):
+            metrics = self.reusable_metrics(folder, run_config, eval_config)
+            if metrics is not None:
+                return self._distilled_row(metrics, folder, reused=True,
+                                           wall=metrics.get("distill_seconds_this_session"))
+        if self.import_only:
+            raise CellUnavailable(f"no finished run folder with this configuration among {self.candidates(cell)}")
+        if cell.method == "mtt":
+            config = self._ensure_experts(dataset, config)
+        folder = self.runs_dir / cell.id
+        result = distill(dataset, cell.method, config, folder, resume=True, device=self.device,
+                         eval_config=eval_config, progress=self.progress)
+        return self._distilled_row(result.metrics, folder, reused=False, wall=None)
+
+    @staticmethod
+    def _distilled_row(metrics: dict, folder: Path, reused: bool, wall) -> dict:
+        distilled = metrics["distilled"]
+        row = {**summary_columns(distilled), **summary_columns(metrics["random"], "random_"),
+               "majority_rate": metrics["majority_rate"], "eval_models": distilled["config"]["num_models"],
+               "eval_epochs": distilled["config"]["epochs"], "eval_augment": metrics["evaluated_with_dsa"],
+               "images": None, "reused": reused, "run_folder": str(folder.resolve())}
+        synthetic = folder / "synthetic_set.pt"
+        if synthetic.exists():
+            from ..data import ImageSet
+            row["images"] = len(ImageSet.load(synthetic).labels)
+        if wall is not None:
+            row["wall_seconds"] = wall
+        return row
+
+    # baselines ----------------------------------------------------------------------------------------
+
+    def _score(self, dataset: ImageDataset, images, labels, config: EvalConfig, desc: str) -> dict:
+        return evaluate_images(images, labels, dataset.test_images, dataset.test_labels, dataset.num_classes,
+                               dataset.task, config, progress=self.progress, desc=desc).to_dict()
+
+    def random_score(self, dataset: ImageDataset, ipc: int, seed: int, config: EvalConfig) -> dict:
+        """The random subset at ``ipc`` (selection seed = evaluation seed), cached beside the run folders."""
+        key = hashlib.sha1(json.dumps([dataset.md5, ipc, seed, dataclasses.asdict(config)],
+                                      sort_keys=True).encode()).hexdigest()[:16]
+        cached = self.runs_dir / ".random_baselines" / f"random-{dataset.name}-ipc{ipc}-{key}.json"
+        if cached.exists():
+            return load_json(cached)
+        subset = select(dataset, "random", ipc, seed=seed)
+        result = self._score(dataset, subset.images, subset.labels, config, f"random ipc {ipc}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cached, json.dumps(result))
+        return result
+
+    def _baseline(self, cell: Cell) -> dict:
+        dataset = self.dataset(cell.dataset)
+        config = self.eval_config(cell.seed)
+        if cell.method == "full":
+            config = dataclasses.replace(config, epochs=self.budget.resolved("full_epochs"))
+        folder = self.runs_dir / cell.id
+        settings = {"dataset_md5": dataset.md5, "selector": cell.method, "ipc": cell.ipc, "seed": cell.seed,
+                    "eval": dataclasses.asdict(config)}
+        metrics_path = folder / "metrics.json"
+        if metrics_path.exists() and load_json(metrics_path).get("settings") == settings:
+            saved = load_json(metrics_path)
+            return self._baseline_row(saved, folder, reused=True)
+        if self.import_only:
+            raise CellUnavailable(f"no finished baseline in {folder}")
+        started = time.time()
+        if cell.method == "random":
+            subset = select(dataset, "random", cell.ipc, seed=cell.seed)
+            result = self.random_score(dataset, cell.ipc, cell.seed, config)
+            random_result = result
+        else:
+            subset = select(dataset, cell.method, cell.ipc, seed=cell.seed)
+            result = self._score(dataset, subset.images, subset.labels, config, f"{cell.method} ipc {cell.ipc}")
+            random_result = None if cell.ipc is None else self.random_score(dataset, cell.ipc, cell.seed, config)
+        subset.save(folder / "selected_set.pt")
+        saved = {"settings": settings, "result": result, "random": random_result, "images": len(subset.labels),
+                 "seconds": round(time.time() - started, 1)}
+        atomic_write_text(metrics_path, json.dumps(saved, indent=1))
+        return self._baseline_row(saved, folder, reused=False)
+
+    @staticmethod
+    def _baseline_row(saved: dict, folder: Path, reused: bool) -> dict:
+        result = saved["result"]
+        row = {**summary_columns(result), "majority_rate": result["majority_rate"],
+               "eval_models": result["config"]["num_models"], "eval_epochs": result["config"]["epochs"],
+               "eval_augment": result["config"]["augment"], "images": saved["images"], "reused": reused,
+               "wall_seconds": saved["seconds"], "run_folder": str(folder.resolve())}
+        if saved["random"] is not None:
+            row.update(summary_columns(saved["random"], "random_"))
+        return row
