@@ -6,9 +6,7 @@ otherwise the error names the path, the file name, the official MD5 and how to g
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import torch
 
 from .dataset import ImageDataset
 from .errors import DataError
+from .file_io import file_digest, read_npz
 from .normalize import channel_stats, normalize, to_float_nchw
 
 SIZES = (28, 64, 128, 224)
@@ -59,11 +58,7 @@ def official_md5(name: str, size: int = 28) -> str | None:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def _check_name_and_size(name: str, size: int) -> str:
@@ -118,12 +113,6 @@ def locate(name: str, size: int = 28, root=None, download: bool = False) -> Path
     return path
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npz file (truncated or corrupt?): {exc}") from exc
 
 
 def validate_arrays(arrays: dict[str, np.ndarray], path, num_classes: int, channels: int | None) -> None:
@@ -179,7 +168,7 @@ def load_medmnist(
         )
     info = _info()[key]
     class_names = [info["label"][str(i)] for i in range(len(info["label"]))]
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     validate_arrays(arrays, path, len(class_names), int(info["n_channels"]))
     floats = {s: to_float_nchw(arrays[f"{s}_images"]) for s in SPLITS}
     labels = {s: torch.from_numpy(arrays[f"{s}_labels"].reshape(-1).astype(np.int64)) for s in SPLITS}

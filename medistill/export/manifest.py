@@ -5,11 +5,11 @@ file of the package except itself.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ..atomic_io import atomic_write_text
 from ..data.errors import DataError
+from ..data.file_io import file_digest
 
 MANIFEST_NAME = "MANIFEST.sha256"
 
@@ -19,11 +19,7 @@ class ManifestError(DataError):
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def package_files(folder: Path) -> list[str]:

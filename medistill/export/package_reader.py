@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data import DataError, ImageSet
+from ..data.file_io import read_npz
 from .image_arrays import channels_first
 from .manifest import MANIFEST_NAME, verify_manifest
 from .package_writer import GRID_NAME, METADATA_NAME, PACKAGE_FORMAT, README_NAME
@@ -46,12 +46,6 @@ def _read_metadata(folder: Path) -> dict:
     return meta
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, path: Path) -> None:
@@ -92,7 +86,7 @@ def load_package(folder, verify: bool = True) -> Package:
         if not name or not (folder / name).is_file():
             raise DataError(f"{folder}: missing file '{name}'; the package is incomplete")
     npz_path = folder / files["images"]
-    arrays = _read_npz(npz_path)
+    arrays = read_npz(npz_path)
     _check_arrays(arrays, meta, npz_path)
     src = meta.get("source_dataset") or {}
     image_set = ImageSet(
