@@ -3,8 +3,10 @@
 Per iteration: a fresh random network with frozen parameters; for each class, a Siamese DSA draw
 applied to ``batch_real`` real images and the class's IPC synthetic images; the loss is
 Σ_c ||mean(embed(real_c)) − mean(embed(syn_c))||². The published code embeds class by class;
-here all classes' real images go through one forward pass without autograd, all synthetic images
-through one forward pass with it, and :func:`medistill.ops.distribution_match_loss` reduces them.
+here the real images go through the network without autograd (on a GPU all classes in one pass;
+on a CPU one class's batch at a time, since a 2,560-image pass makes GB-sized activations that
+run slower than ten cache-sized ones — measured in BENCHMARKS.md), all synthetic images through
+one pass with autograd, and :func:`medistill.ops.distribution_match_loss` reduces them in one op.
 Class-parallel: each rank does this for the classes it owns and needs no communication per
 iteration (its images get gradient only from its own classes' terms).
 """
@@ -32,7 +34,10 @@ class DM(DistillMethod):
             syns.append(syn_aug)
             real_labels.append(torch.full((len(real),), c, dtype=torch.long, device=self.device))
         with torch.no_grad():
-            emb_real = net.embed(torch.cat(reals))
+            if torch.device(self.device).type == "cpu":
+                emb_real = torch.cat([net.embed(r) for r in reals])
+            else:
+                emb_real = net.embed(torch.cat(reals))
         emb_syn = net.embed(torch.cat(syns))
         loss = distribution_match_loss(emb_real, torch.cat(real_labels), emb_syn, self.local_labels,
                                        self.num_classes)  # classes absent here are skipped
