@@ -31,6 +31,22 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def breast(data_root):
+    """Real BreastMNIST (1×28×28, 2 classes), loaded once per test module."""
+    from medistill.data import load_medmnist
+
+    return load_medmnist("breastmnist", root=data_root)
+
+
+@pytest.fixture(scope="module")
+def retina(data_root):
+    """Real RetinaMNIST (3×28×28, 5 classes), loaded once per test module."""
+    from medistill.data import load_medmnist
+
+    return load_medmnist("retinamnist", root=data_root)
+
+
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 

@@ -9,15 +9,10 @@ from medistill.audit import (AuditConfig, MembershipConfig, loss_attack_auc, mos
                              nearest_neighbors_loop, rank_auc, run_audit, ssim, write_report)
 from medistill.audit.membership import average_ranks
 from medistill.cli import main
-from medistill.data import DataError, ImageSet, load_dataset
+from medistill.data import DataError, ImageSet
 from medistill.selection import select
 
 FAST = dict(k=2, embed_epochs=0, max_reference_queries=120, membership=None)  # embed_epochs 0: a seeded untrained ConvNet
-
-
-@pytest.fixture(scope="module")
-def breast(data_root):
-    return load_dataset("breastmnist", root=data_root)
 
 
 # --- nearest neighbours ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from medistill.cli import main
-from medistill.data import ImageSet, load_medmnist
+from medistill.data import ImageSet
 from medistill.distributed import DistContext, class_shard, expert_shard
 from medistill.methods import ExpertConfig, build_experts, distill, make_config, make_method
 
@@ -73,16 +73,6 @@ def one_thread():
 def _distill_args(data_root, dataset, method, out, *extra) -> list[str]:
     return ["distill", "--dataset", dataset, "--data-root", str(data_root), "--method", method, "--preset", "quick",
             "--eval-models", "0", "--threads", "1", "--out", str(out), *extra]
-
-
-@pytest.fixture(scope="module")
-def retina(data_root):
-    return load_medmnist("retinamnist", root=data_root)
-
-
-@pytest.fixture(scope="module")
-def breast(data_root):
-    return load_medmnist("breastmnist", root=data_root)
 
 
 def test_sharding_rules():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from medistill.data import DataError, ImageSet, load_medmnist
+from medistill.data import DataError, ImageSet
 from medistill.evaluate import EvalConfig, balanced_accuracy, evaluate_images, majority_rate, medmnist_auc
 from medistill.selection import check_ipc, herding_order, kcenter_order, select
 
@@ -18,11 +18,6 @@ def test_metrics_known_values():
     assert medmnist_auc(y, scores, "binary-class") == pytest.approx(2 / 3)
     y3 = np.array([0, 1, 2])
     assert medmnist_auc(y3, np.eye(3), "multi-class") == 1.0
-
-
-@pytest.fixture(scope="module")
-def breast(data_root):
-    return load_medmnist("breastmnist", root=data_root)
 
 
 def test_evaluator_repeatable_with_seed(breast):

@@ -7,18 +7,13 @@ import pytest
 import torch
 
 from medistill.cli import main
-from medistill.data import DataError, ImageSet, load_dataset
+from medistill.data import DataError, ImageSet
 from medistill.evaluate import EvalConfig
 from medistill.export import ManifestError, export_package, load_package, verify_manifest
 from medistill.export.package_evaluate import evaluate_package
 from medistill.selection import select
 
 LEARNED_LR = 0.005
-
-
-@pytest.fixture(scope="module")
-def breast(data_root):
-    return load_dataset("breastmnist", root=data_root)
 
 
 def _synthetic(breast, shift=0.7) -> ImageSet:

@@ -10,21 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from medistill.data import ImageSet, load_medmnist
+from medistill.data import ImageSet
 from medistill.methods import (ExpertConfig, RunFolderError, build_experts, dc_loops, distill, make_config,
                                make_method)
 
 TINY = dict(batch_real=16, log_every=1, checkpoint_every=2)
-
-
-@pytest.fixture(scope="module")
-def breast(data_root):
-    return load_medmnist("breastmnist", root=data_root)
-
-
-@pytest.fixture(scope="module")
-def retina(data_root):
-    return load_medmnist("retinamnist", root=data_root)
 
 
 @pytest.fixture(scope="module")
