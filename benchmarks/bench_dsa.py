@@ -8,6 +8,12 @@ time a mix of families rather than whichever one a single draw picks; mode 'M' i
 
     python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider
     MEDISTILL_BENCH_DEVICE=cuda python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider
+
+On a GPU each call is microseconds of kernels inside tens of microseconds of host work (Python,
+dispatch, the autograd engine), so ``test_dsa_cuda_graph`` also times medistill's calls captured
+as ONE CUDA graph (sampling from a registered generator, the op, the autograd backward; replayed)
+against the same eager reference. The reference itself cannot be captured: it reads which
+families are on back to the host (one sync per call). Its group name says so.
 """
 import pytest
 import torch
@@ -36,5 +42,48 @@ def test_dsa(benchmark, impl, batch, shape, mode, device):
             out = fn(x, params)
             torch.autograd.grad(out, x, grad_out)
         synchronize(device)
+
+    benchmark(step)
+
+
+@pytest.mark.parametrize("mode", ["S", "M"])
+@pytest.mark.parametrize("shape", [(3, 28, 28)], ids=["3x28x28"])
+@pytest.mark.parametrize("batch", [256])
+def test_dsa_cuda_graph(benchmark, impl, batch, shape, mode, device):
+    if device.type != "cuda":
+        pytest.skip("CUDA graphs need MEDISTILL_BENCH_DEVICE=cuda")
+    C, H, W = shape
+    calls = CALLS[mode]
+    benchmark.group = (f"[cuda] dsa {mode} sample+fwd+bwd x{calls} {batch}x{C}x{H}x{W}, "
+                       "medistill replayed as one CUDA graph vs eager reference")
+    x = torch.randn(batch, C, H, W, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_(True)
+    grad_out = torch.randn(batch, C, H, W, generator=torch.Generator().manual_seed(1)).to(device)
+    gen = torch.Generator(device=device).manual_seed(2)
+    fn = reference.dsa if impl == "reference" else dsa
+
+    def calls_once():
+        for _ in range(calls):
+            params = sample_dsa_params(batch, H, W, mode=mode, generator=gen, device=device)
+            torch.autograd.grad(fn(x, params), x, grad_out)
+
+    if impl == "reference":
+        def step():
+            calls_once()
+            synchronize(device)
+    else:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                calls_once()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(gen)
+        with torch.cuda.graph(graph):
+            calls_once()
+
+        def step():
+            graph.replay()
+            synchronize(device)
 
     benchmark(step)

@@ -3,6 +3,7 @@
 # medistill._C in place with that machine's own torch, runs the op tests (CPU and CUDA cases),
 # then the op benchmarks on the GPU, and writes everything under $OUT (default ./gpu_results).
 # Usage: OUT=/some/dir bash benchmarks/gpu_check.sh      (fits in ~10 minutes on 16 cores)
+# BENCH_FILES="benchmarks/bench_dsa.py" limits the benchmarks; SKIP_TESTS=1 skips the op tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_results}
@@ -47,13 +48,16 @@ fi
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
 echo "== op tests (CPU and CUDA cases)"
-OP_TESTS=$(ls tests/test_channel_normalize.py tests/test_dsa*.py tests/test_losses*.py tests/test_cuda*.py 2>/dev/null)
+OP_TESTS=$(ls tests/test_channel_normalize.py tests/test_dsa*.py tests/test_losses*.py tests/test_norm*.py tests/test_models.py tests/test_cuda*.py 2>/dev/null)
 timeout ${TEST_TIMEOUT:-200} $PY -m pytest -q -p no:cacheprovider $OP_TESTS -rs --durations=5 > "$OUT/op_tests.txt" 2>&1; tail -30 "$OUT/op_tests.txt"
 fi
 
+echo "== DSA host-side profile (one call at a time)"
+timeout ${PROFILE_TIMEOUT:-60} $PY benchmarks/profile_dsa_host.py 2>&1 | tee "$OUT/dsa_host_profile.txt"
+
 echo "== op benchmarks on the GPU (reference vs medistill, same run)"
 MEDISTILL_BENCH_DEVICE=cuda MEDISTILL_BENCH_THREADS=16 MEDISTILL_BENCH_RATIOS="$OUT/bench_ratios_cuda.json" \
-  timeout ${BENCH_TIMEOUT:-240} $PY -m pytest -q -p no:cacheprovider benchmarks/bench_*.py --benchmark-min-rounds=20 \
+  timeout ${BENCH_TIMEOUT:-240} $PY -m pytest -q -p no:cacheprovider ${BENCH_FILES:-benchmarks/bench_*.py} --benchmark-min-rounds=20 \
   --benchmark-max-time=0.5 \
   --benchmark-json="$OUT/bench_cuda.json" > "$OUT/bench_cuda.txt" 2>&1; grep -A40 "medistill vs reference" "$OUT/bench_cuda.txt" || tail -40 "$OUT/bench_cuda.txt"
 echo "results in $OUT"

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from medistill.ops import DSAParams, DSAugment, dsa, has_ops, reference, sample_dsa_params
-from medistill.ops.dsa_params import FAMILIES, FAMILY_BITS
+from medistill.ops import dsa_params
+from medistill.ops.dsa_params import DEFAULT_STRATEGY, FAMILIES, FAMILY_BITS
 from tests.conftest import requires_cuda, tolerances
 
 dsa_module = importlib.import_module("medistill.ops.dsa")  # the module (the package attribute is the function)
@@ -136,18 +137,40 @@ def test_opcheck(siamese):
 
 
 @needs_ops
-def test_eager_function_and_registered_autograd_agree_bit_for_bit():
-    """The wrapper's eager autograd.Function and the op's register_autograd path are one computation."""
+def test_autograd_is_the_adjoint_op_and_twice_differentiable():
+    """C++ autograd: the gradient is exactly dsa_backward, and its own derivative is dsa again."""
     params = draw("M", 6, 28, 28, seed=9)
     x = make_x(6, 3, 28, 28).requires_grad_(True)
     g = make_x(6, 3, 28, 28, seed=2)
-    via_wrapper = dsa(x, params)
-    assert via_wrapper.grad_fn is not None and "_DSAFunction" in type(via_wrapper.grad_fn).__name__
-    via_op = torch.ops.medistill.dsa.default(x, params.ints, params.floats, False, False)
-    assert torch.equal(via_wrapper, via_op)
-    (gw,) = torch.autograd.grad(via_wrapper, x, g)
-    (go,) = torch.autograd.grad(via_op, x, g)
-    assert torch.equal(gw, go)
+    out = dsa(x, params)
+    assert out.grad_fn is not None
+    assert torch.equal(out, torch.ops.medistill.dsa.default(x.detach(), params.ints, params.floats, False, False))
+    (gx,) = torch.autograd.grad(out, x, g)
+    assert torch.equal(gx, torch.ops.medistill.dsa_backward.default(g, params.ints, params.floats, False, False))
+    small = draw("M", 2, 6, 7, seed=3)
+    x64 = make_x(2, 3, 6, 7, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda t: dsa(t, small, compose_affine=True), (x64,))
+    g64 = make_x(2, 3, 6, 7, seed=4, dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda t: torch.ops.medistill.dsa_backward.default(t, small.ints, small.floats, False, False), (g64,))
+
+
+@needs_ops
+@pytest.mark.parametrize("mode", ["S", "M"])
+@pytest.mark.parametrize("rows", [0, 1, 256])
+def test_sampling_op_matches_eager_sampler_bit_for_bit(mode, rows):
+    """medistill::dsa_sample (one op) and the eager fallback give the same params from one seed."""
+    for strategy in (DEFAULT_STRATEGY, "rotate", "crop_flip"):
+        const = dsa_params._constants(torch.device("cpu"), 28, 28, dsa_params.parse_strategy(strategy, mode), mode)
+        for seed in range(3):
+            ints, floats = torch.ops.medistill.dsa_sample.default(
+                const.offset, const.span, const.token_bits, rows, mode == "S", torch.Generator().manual_seed(seed))
+            want_ints, want_floats = dsa_params.sample_eager(const, rows, mode, torch.Generator().manual_seed(seed))
+            assert ints.dtype == torch.int32 and floats.dtype == torch.float32
+            assert torch.equal(ints, want_ints) and torch.equal(floats, want_floats)
+    torch.library.opcheck(torch.ops.medistill.dsa_sample.default,
+                          (const.offset, const.span, const.token_bits, rows, mode == "S", None),
+                          test_utils=("test_schema", "test_faketensor"))
 
 
 @needs_ops
@@ -475,3 +498,59 @@ def test_cuda_at_most_two_kernel_launches_per_call(family):
     out = dsa(x, params)
     backward = kernels_of(lambda: torch.autograd.grad(out, x, g))
     assert len(backward) <= 2, backward
+
+
+@requires_cuda
+@needs_ops
+@pytest.mark.parametrize("mode", ["S", "M"])
+def test_cuda_sampling_op_matches_eager_sampler_and_launches_twice(mode):
+    const = dsa_params._constants(torch.device("cuda", torch.cuda.current_device()), 28, 28,
+                                  dsa_params.parse_strategy(DEFAULT_STRATEGY, mode), mode)
+    gen = torch.Generator(device="cuda")
+    ints, floats = torch.ops.medistill.dsa_sample.default(const.offset, const.span, const.token_bits, 4096,
+                                                          mode == "S", gen.manual_seed(5))
+    want_ints, want_floats = dsa_params.sample_eager(const, 4096, mode, gen.manual_seed(5))
+    torch.testing.assert_close(floats, want_floats, rtol=1e-6, atol=1e-6)
+    assert (ints != want_ints).sum().item() <= 1  # floor() of a value one rounding away from an integer
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        torch.ops.medistill.dsa_sample.default(const.offset, const.span, const.token_bits, 256, mode == "S", gen)
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert len(kernels) <= 2, kernels
+
+
+@requires_cuda
+@needs_ops
+def test_cuda_graph_capture_of_sampling_forward_and_backward():
+    """A whole DSA step (draw from a registered generator, op, autograd backward) in one CUDA graph;
+    each replay draws new params, and the outputs equal the eager op on the drawn params."""
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(64, 3, 28, 28, device="cuda", requires_grad=True)
+    g = torch.randn(64, 3, 28, 28, device="cuda")
+
+    def step():
+        params = sample_dsa_params(64, 28, 28, mode="S", generator=gen, device="cuda")
+        out = dsa(x, params)
+        (gx,) = torch.autograd.grad(out, x, g)
+        return params, out, gx
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    graph.register_generator_state(gen)
+    with torch.cuda.graph(graph):
+        params, out, gx = step()
+    seen = set()
+    for _ in range(4):
+        graph.replay()
+        torch.cuda.synchronize()
+        seen.add(tuple(params.ints[0].tolist() + params.floats[0].tolist()))
+        torch.testing.assert_close(out, dsa(x.detach(), params), rtol=0, atol=0)
+        want = torch.ops.medistill.dsa_backward.default(g, params.ints, params.floats, False, False)
+        torch.testing.assert_close(gx, want, **RESAMPLE_TOL[torch.float32])  # atomics: order varies
+    assert len(seen) == 4  # every replay drew new params

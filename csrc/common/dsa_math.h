@@ -287,5 +287,26 @@ HOST_DEVICE_INLINE void visit_sources(const Plan<acc_t>& p, int64_t i, int64_t j
   }
 }
 
+
+// ---- parameter sampling (medistill::dsa_sample) --------------------------------------------------
+// A draw is kNumUniforms uniforms u in [0, 1) per params row, mapped by per-column constants (made
+// in medistill/ops/dsa_params.py, `_constants`): v = fma(u, span, offset), rounded once as
+// torch.addcmul computes it (the eager sampler); the int columns are floor(v), the float columns v. With `pick_family` (mode 'S') the families column of every
+// row is token_bits[floor(v)] of row 0's first uniform `u00`: one family for the whole call.
+constexpr int kNumUniforms = kNumInts + kNumFloats;
+
+HOST_DEVICE_INLINE void sample_row(const float* u, float u00, const float* offset, const float* span,
+                                   const int32_t* token_bits, int64_t n_tokens, bool pick_family, int32_t* ints,
+                                   float* floats) {
+  for (int k = 0; k < kNumInts; ++k) ints[k] = static_cast<int32_t>(floorf(fmaf(u[k], span[k], offset[k])));
+  for (int k = 0; k < kNumFloats; ++k)
+    floats[k] = fmaf(u[kNumInts + k], span[kNumInts + k], offset[kNumInts + k]);
+  if (pick_family) {
+    int64_t f = static_cast<int64_t>(floorf(fmaf(u00, span[kFamilies], offset[kFamilies])));
+    f = f < 0 ? 0 : (f >= n_tokens ? n_tokens - 1 : f);
+    ints[kFamilies] = token_bits[f];
+  }
+}
+
 }  // namespace dsa
 }  // namespace medistill

@@ -6,8 +6,9 @@
 // the adjoint stages in reverse (one thread owns a sample: scatters need no atomics). The stages
 // use the shared per-pixel functions (make_plan, base_source_row/col, linear_at/bilinear_at,
 // color_forward/backward) arranged for a CPU: the base stage copies runs of each row, a diagonal
-// map (scale) resamples separably (rows, then columns), a general one (rotate) per pixel with a
-// bounds-free path for interior pixels. The CUDA kernel composes the same functions into one
+// map (scale) resamples separably (rows, then columns), a general one (rotate) per pixel with
+// branch-free taps (zero weight + clamped index outside the image). The per-sample pipeline runs
+// an AVX2+FMA copy where the CPU has it (x86_dispatch.h). The CUDA kernel composes the same functions into one
 // gather per output element.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -21,6 +22,7 @@
 
 #include "../common/checks.h"
 #include "../common/dsa_math.h"
+#include "x86_dispatch.h"
 
 namespace medistill {
 namespace {
@@ -62,7 +64,7 @@ struct Scratch;
 
 // Sum with eight independent double accumulators (vectorisable, no long dependency chain).
 template <typename T>
-double sum_of(const T* x, int64_t n) {
+MEDISTILL_ALWAYS_INLINE double sum_of(const T* x, int64_t n) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t k = 0;
   for (; k + 8 <= n; k += 8)
@@ -76,7 +78,7 @@ double sum_of(const T* x, int64_t n) {
 // Colour (forward) or its adjoint (backward): both need the mean over (C, H, W) and, per pixel,
 // the mean over channels of their input (`mc`: scratch plane of H * W).
 template <bool kBackward, typename T>
-void color_stage(const Plan<T>& p, const T* __restrict__ in, T* __restrict__ out, int64_t C, int64_t HW,
+MEDISTILL_ALWAYS_INLINE void color_stage(const Plan<T>& p, const T* __restrict__ in, T* __restrict__ out, int64_t C, int64_t HW,
                  T* __restrict__ mc) {
   const T mean = static_cast<T>(sum_of(in, C * HW) / static_cast<double>(C * HW));
   auto apply = [&](T v, T m) {
@@ -105,7 +107,7 @@ struct Run {
 };
 
 template <typename T>
-int column_runs(const Plan<T>& p, int64_t W, bool cut_row, Run* runs) {
+MEDISTILL_ALWAYS_INLINE int column_runs(const Plan<T>& p, int64_t W, bool cut_row, Run* runs) {
   int n = 0;
   const int64_t step = p.flip ? -1 : 1;
   for (int64_t j = 0; j < W; ++j) {
@@ -121,7 +123,7 @@ int column_runs(const Plan<T>& p, int64_t W, bool cut_row, Run* runs) {
 }
 
 template <bool kBackward, typename T>
-void base_stage(const Plan<T>& p, const T* __restrict__ in, T* __restrict__ out, int64_t C, int64_t H, int64_t W) {
+MEDISTILL_ALWAYS_INLINE void base_stage(const Plan<T>& p, const T* __restrict__ in, T* __restrict__ out, int64_t C, int64_t H, int64_t W) {
   const int64_t HW = H * W;
   Run runs[2][4];
   const int n_runs[2] = {column_runs(p, W, false, runs[0]), column_runs(p, W, true, runs[1])};
@@ -158,7 +160,7 @@ void base_stage(const Plan<T>& p, const T* __restrict__ in, T* __restrict__ out,
 // Taps of one axis for a separable map: output coordinate k reads k0[k] and k1[k] with weights
 // w0[k], w1[k]; a tap outside the image gets weight 0 and a valid index (zero padding).
 template <typename T>
-void axis_taps(T origin, T step, int64_t n_out, int64_t n_in, int64_t* k0, int64_t* k1, T* w0, T* w1) {
+MEDISTILL_ALWAYS_INLINE void axis_taps(T origin, T step, int64_t n_out, int64_t n_in, int64_t* k0, int64_t* k1, T* w0, T* w1) {
   for (int64_t k = 0; k < n_out; ++k) {
     const auto t = dsa::linear_at<T>(origin + step * T(k));
     const bool in0 = t.k0 >= 0 && t.k0 < n_in, in1 = t.k0 + 1 >= 0 && t.k0 + 1 < n_in;
@@ -172,7 +174,7 @@ void axis_taps(T origin, T step, int64_t n_out, int64_t n_in, int64_t* k0, int64
 // Diagonal map (scale): ix depends on j only, iy on i only. Forward: interpolate every row along
 // x into tmp, then rows of tmp along y. Backward: the adjoints in reverse order.
 template <bool kBackward, typename T>
-void resample_separable(const dsa::PixelAffine<T>& M, const T* __restrict__ in, T* __restrict__ out, int64_t C,
+MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, const T* __restrict__ in, T* __restrict__ out, int64_t C,
                         int64_t H, int64_t W, T* __restrict__ tmp, Scratch<T>& s) {
   int64_t *cx0 = s.ka.data(), *cx1 = s.ka.data() + W, *ry0 = s.kb.data(), *ry1 = s.kb.data() + H;
   T *wx0 = s.wa.data(), *wx1 = s.wa.data() + W, *wy0 = s.wb.data(), *wy1 = s.wb.data() + H;
@@ -216,16 +218,16 @@ void resample_separable(const dsa::PixelAffine<T>& M, const T* __restrict__ in, 
 }
 
 // General map (rotate, or composed), one output row at a time. Pass 1 (branch-free, vectorised by
-// the compiler) computes every pixel's top-left corner, bilinear weights and whether all four
-// corners are inside -- lane by lane the arithmetic of dsa::bilinear_at; pass 2 reads (forward) or
-// scatters to (backward) the four taps, through dsa::visit_affine for pixels at the border.
-// kC > 0: channel count known at compile time.
+// the compiler) computes, lane by lane with the arithmetic of dsa::bilinear_at, every pixel's four
+// corner indices and weights; a corner outside the image gets weight 0 and a clamped (valid) index,
+// which is grid_sample's zero padding without a branch. Pass 2 reads (forward) or scatters to
+// (backward) the four taps of every pixel. For finite inputs the sums equal dsa::visit_affine's
+// (a masked tap adds an exact zero). kC > 0: channel count known at compile time.
 template <typename T>
 struct RowTaps {
-  std::vector<int32_t> corner, inside, interior;  // interior: the columns whose four corners are inside
-  std::vector<T> w00, w01, w10, w11;
-  explicit RowTaps(int64_t W)
-      : corner(W), inside(W), interior(W), w00(W), w01(W), w10(W), w11(W) {}
+  std::vector<int32_t> i00, i01, i10, i11;  // flat input indices of the corners (clamped)
+  std::vector<T> w00, w01, w10, w11;        // bilinear weights, 0 for a corner outside the image
+  explicit RowTaps(int64_t W) : i00(W), i01(W), i10(W), i11(W), w00(W), w01(W), w10(W), w11(W) {}
 };
 
 // Per-thread scratch: three images, a plane, per-axis and per-row tables, sized once per chunk.
@@ -239,11 +241,14 @@ struct Scratch {
         wb(static_cast<size_t>(2 * H)), ka(static_cast<size_t>(2 * W)), kb(static_cast<size_t>(2 * H)), row(W) {}
 };
 
-// Restrict-qualified pointer parameters let the compiler vectorise this loop (float: 4 lanes).
+MEDISTILL_ALWAYS_INLINE int32_t clamp_index(int32_t k, int32_t hi) { return std::min(std::max(k, 0), hi); }
+
+// Restrict-qualified pointer parameters let the compiler vectorise this loop.
 template <typename T>
-void row_taps_kernel(T rx, T ry, T xj, T yj, int32_t w, int32_t xmax, int32_t ymax, int32_t* __restrict__ corner,
-                     int32_t* __restrict__ inside, T* __restrict__ w00, T* __restrict__ w01, T* __restrict__ w10,
-                     T* __restrict__ w11) {
+MEDISTILL_ALWAYS_INLINE void row_taps_kernel(T rx, T ry, T xj, T yj, int32_t w, int32_t h, int32_t* __restrict__ i00,
+                                             int32_t* __restrict__ i01, int32_t* __restrict__ i10,
+                                             int32_t* __restrict__ i11, T* __restrict__ w00, T* __restrict__ w01,
+                                             T* __restrict__ w10, T* __restrict__ w11) {
   for (int32_t j = 0; j < w; ++j) {
     const T ix = rx + xj * T(j), iy = ry + yj * T(j);
     int32_t x0 = static_cast<int32_t>(ix), y0 = static_cast<int32_t>(iy);  // floor_to_int, lane-wise
@@ -251,83 +256,67 @@ void row_taps_kernel(T rx, T ry, T xj, T yj, int32_t w, int32_t xmax, int32_t ym
     y0 -= static_cast<int32_t>(static_cast<T>(y0) > iy);
     const T fx = static_cast<T>(x0), fy = static_cast<T>(y0);
     const T wx1 = ix - fx, wx0 = (fx + T(1)) - ix, wy1 = iy - fy, wy0 = (fy + T(1)) - iy;
-    w00[j] = wx0 * wy0;
-    w01[j] = wx1 * wy0;
-    w10[j] = wx0 * wy1;
-    w11[j] = wx1 * wy1;
-    corner[j] = y0 * w + x0;
-    inside[j] = (x0 >= 0) & (x0 < xmax) & (y0 >= 0) & (y0 < ymax);
+    // Masks as 0/1 factors (bitwise &, no branches) so the loop vectorises; a weight is finite here
+    // (bounded coordinates), so a masked one is an exact 0.
+    const int32_t mx0 = (x0 >= 0) & (x0 < w), mx1 = (x0 >= -1) & (x0 < w - 1);
+    const int32_t my0 = (y0 >= 0) & (y0 < h), my1 = (y0 >= -1) & (y0 < h - 1);
+    const T fx0 = static_cast<T>(mx0), fx1 = static_cast<T>(mx1), fy0 = static_cast<T>(my0), fy1 = static_cast<T>(my1);
+    w00[j] = (wx0 * fx0) * (wy0 * fy0);
+    w01[j] = (wx1 * fx1) * (wy0 * fy0);
+    w10[j] = (wx0 * fx0) * (wy1 * fy1);
+    w11[j] = (wx1 * fx1) * (wy1 * fy1);
+    const int32_t xa = clamp_index(x0, w - 1), xb = clamp_index(x0 + 1, w - 1);
+    const int32_t ya = clamp_index(y0, h - 1) * w, yb = clamp_index(y0 + 1, h - 1) * w;
+    i00[j] = ya + xa;
+    i01[j] = ya + xb;
+    i10[j] = yb + xa;
+    i11[j] = yb + xb;
   }
 }
 
 template <typename T>
-void row_taps(const dsa::PixelAffine<T>& M, int64_t i, int64_t H, int64_t W, RowTaps<T>& t) {
+MEDISTILL_ALWAYS_INLINE void row_taps(const dsa::PixelAffine<T>& M, int64_t i, int64_t H, int64_t W, RowTaps<T>& t) {
   row_taps_kernel<T>(M.x0 + M.xi * T(i), M.y0 + M.yi * T(i), M.xj, M.yj, static_cast<int32_t>(W),
-                     static_cast<int32_t>(W - 1), static_cast<int32_t>(H - 1), t.corner.data(), t.inside.data(),
-                     t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data());
+                     static_cast<int32_t>(H), t.i00.data(), t.i01.data(), t.i10.data(), t.i11.data(), t.w00.data(),
+                     t.w01.data(), t.w10.data(), t.w11.data());
 }
 
 template <bool kBackward, int kC, typename T>
-void resample_general(const dsa::PixelAffine<T>& M, const T* __restrict__ in, T* __restrict__ out, int64_t C_rt,
-                      int64_t H, int64_t W, RowTaps<T>& t) {
+MEDISTILL_ALWAYS_INLINE void resample_general(const dsa::PixelAffine<T>& M, const T* __restrict__ in,
+                                              T* __restrict__ out, int64_t C_rt, int64_t H, int64_t W, RowTaps<T>& t) {
   const int64_t C = kC > 0 ? kC : C_rt;
   const int64_t HW = H * W;
   if (kBackward) std::fill(out, out + C * HW, T(0));
-  const int32_t* corner = t.corner.data();
-  const int32_t* inside = t.inside.data();
-  int32_t* interior = t.interior.data();
+  const int32_t* idx[4] = {t.i00.data(), t.i01.data(), t.i10.data(), t.i11.data()};
+  const T* wts[4] = {t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data()};
   for (int64_t i = 0; i < H; ++i) {
     row_taps(M, i, H, W, t);
-    int64_t n_interior = 0;
-    for (int64_t j = 0; j < W; ++j) {
-      interior[n_interior] = static_cast<int32_t>(j);
-      n_interior += inside[j];
-    }
     if (!kBackward) {
-      for (int64_t m = 0; m < n_interior; ++m) {
-        const int64_t j = interior[m], s = corner[j];
-        const T w00 = t.w00[j], w01 = t.w01[j], w10 = t.w10[j], w11 = t.w11[j];
-        for (int64_t c = 0; c < C; ++c) {
-          const T* r = in + c * HW + s;
-          out[c * HW + i * W + j] = w00 * r[0] + w01 * r[1] + w10 * r[W] + w11 * r[W + 1];
-        }
+      for (int64_t c = 0; c < C; ++c) {
+        const T* __restrict__ r = in + c * HW;
+        T* __restrict__ o = out + c * HW + i * W;
+        for (int64_t j = 0; j < W; ++j)
+          o[j] = wts[0][j] * r[idx[0][j]] + wts[1][j] * r[idx[1][j]] + wts[2][j] * r[idx[2][j]] +
+                 wts[3][j] * r[idx[3][j]];
       }
     } else {
       // One corner at a time: neighbouring pixels share corners, and four read-modify-writes per
       // pixel would chain each pixel's stores to the next pixel's loads.
-      const T* weights[4] = {t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data()};
-      const int64_t offsets[4] = {0, 1, W, W + 1};
-      const T* g = in + i * W;
       for (int k = 0; k < 4; ++k) {
-        const T* wk = weights[k];
-        T* r = out + offsets[k];
-        for (int64_t m = 0; m < n_interior; ++m) {
-          const int64_t j = interior[m], s = corner[j];
-          const T w = wk[j];
-          for (int64_t c = 0; c < C; ++c) r[c * HW + s] += w * g[c * HW + j];
+        const int32_t* ik = idx[k];
+        const T* wk = wts[k];
+        for (int64_t c = 0; c < C; ++c) {
+          T* r = out + c * HW;
+          const T* g = in + c * HW + i * W;
+          for (int64_t j = 0; j < W; ++j) r[ik[j]] += wk[j] * g[j];
         }
       }
-    }
-    for (int64_t j = 0; j < W; ++j) {  // pixels with a corner outside the image
-      if (inside[j]) continue;
-      const int64_t o = i * W + j;
-      if (!kBackward)
-        for (int64_t c = 0; c < C; ++c) out[c * HW + o] = T(0);
-      dsa::visit_affine(M, i, j, H, W, [&](int64_t r, int64_t q, T w) {
-        const int64_t s = r * W + q;
-        for (int64_t c = 0; c < C; ++c) {
-          if (kBackward)
-            out[c * HW + s] += w * in[c * HW + o];
-          else
-            out[c * HW + o] += w * in[c * HW + s];
-        }
-      });
     }
   }
 }
 
 template <bool kBackward, typename T>
-void resample_stage(const dsa::PixelAffine<T>& M, const T* in, T* out, int64_t C, int64_t H, int64_t W, T* tmp,
+MEDISTILL_ALWAYS_INLINE void resample_stage(const dsa::PixelAffine<T>& M, const T* in, T* out, int64_t C, int64_t H, int64_t W, T* tmp,
                     Scratch<T>& s) {
   if (M.xi == T(0) && M.yj == T(0)) return resample_separable<kBackward>(M, in, out, C, H, W, tmp, s);
   if (C == 1) return resample_general<kBackward, 1>(M, in, out, C, H, W, s.row);
@@ -341,7 +330,7 @@ enum class Stage { kColor, kBase, kAffine0, kAffine1 };
 
 // Stages in forward order (colour, base, innermost affine ... outermost affine).
 template <typename T>
-int forward_stages(const Plan<T>& p, Stage* stages) {
+MEDISTILL_ALWAYS_INLINE int forward_stages(const Plan<T>& p, Stage* stages) {
   int n = 0;
   if (p.color) stages[n++] = Stage::kColor;
   if (p.flip || p.crop_h != 0 || p.crop_w != 0 || p.cut_h0 <= p.cut_h1) stages[n++] = Stage::kBase;
@@ -353,7 +342,7 @@ int forward_stages(const Plan<T>& p, Stage* stages) {
 // Runs one sample through its stages (kBackward: the adjoints, in reverse order) from `in` to
 // `out`, ping-ponging between two scratch images; the third is the separable resampler's tmp.
 template <bool kBackward, typename T>
-void run_sample(const Plan<T>& p, const T* in, T* out, int64_t C, int64_t H, int64_t W, Scratch<T>& s) {
+MEDISTILL_ALWAYS_INLINE void run_sample(const Plan<T>& p, const T* in, T* out, int64_t C, int64_t H, int64_t W, Scratch<T>& s) {
   const int64_t numel = C * H * W;
   Stage fwd[4], stages[4];
   const int n = forward_stages(p, fwd);
@@ -375,6 +364,38 @@ void run_sample(const Plan<T>& p, const T* in, T* out, int64_t C, int64_t H, int
     cur = dst;
   }
 }
+
+// Samples [b0, b1) of a batch: in/out and the params rows (row stride is/fs; row 0 for all when siamese).
+template <typename T>
+struct SampleRange {
+  const T* in;
+  T* out;
+  const int32_t* ints;
+  const float* floats;
+  int64_t is, fs, b0, b1, C, H, W;
+  bool siamese, align_corners, compose_affine;
+};
+
+template <bool kBackward, typename T>
+MEDISTILL_ALWAYS_INLINE void run_samples(const SampleRange<T>& r) {
+  const int64_t numel = r.C * r.H * r.W;
+  Scratch<T> scratch(numel, r.H, r.W);
+  for (int64_t b = r.b0; b < r.b1; ++b) {
+    const int64_t row = r.siamese ? 0 : b;
+    const auto plan = dsa::make_plan<T>(r.ints + row * r.is, r.floats + row * r.fs, r.H, r.W, r.align_corners,
+                                        r.compose_affine);
+    run_sample<kBackward>(plan, r.in + b * numel, r.out + b * numel, r.C, r.H, r.W, scratch);
+  }
+}
+
+// The whole per-sample pipeline is inlined into each of these, so on CPUs with AVX2+FMA it runs the
+// copy compiled for them (x86_dispatch.h).
+template <typename T>
+MEDISTILL_ALWAYS_INLINE void forward_samples_impl(SampleRange<T> r) { run_samples<false>(r); }
+template <typename T>
+MEDISTILL_ALWAYS_INLINE void backward_samples_impl(SampleRange<T> r) { run_samples<true>(r); }
+MEDISTILL_X86_DISPATCH(forward_samples, forward_samples_impl)
+MEDISTILL_X86_DISPATCH(backward_samples, backward_samples_impl)
 
 template <bool kBackward>
 at::Tensor run_batch(const char* op, const char* name, const at::Tensor& input, const at::Tensor& ints,
@@ -399,13 +420,11 @@ at::Tensor run_batch(const char* op, const char* name, const at::Tensor& input, 
     constexpr int64_t kGrainElements = 32768;
     const int64_t grain = std::max<int64_t>(1, kGrainElements / numel);
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-      Scratch<scalar_t> scratch(numel, H, W);
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t row = siamese ? 0 : b;
-        const auto plan = dsa::make_plan<scalar_t>(ipp + row * is, fpp + row * fs, H, W,
-                                                   align_corners, compose_affine);
-        run_sample<kBackward>(plan, in + b * numel, o + b * numel, C, H, W, scratch);
-      }
+      const SampleRange<scalar_t> r{in, o, ipp, fpp, is, fs, b0, b1, C, H, W, siamese, align_corners, compose_affine};
+      if (kBackward)
+        backward_samples<scalar_t>(r);
+      else
+        forward_samples<scalar_t>(r);
     });
   });
   return out;

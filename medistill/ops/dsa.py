@@ -6,11 +6,9 @@ memory layout; params: :class:`~medistill.ops.dsa_params.DSAParams` from
 applies to a batch of any size). Returns the augmented (B, C, H, W) batch, contiguous.
 Differentiable w.r.t. x (params are constants). The op is a pure function of (x, params).
 
-Autograd: ``torch.library.register_autograd`` on the op (direct op calls, ``opcheck``,
-``torch.compile``). In eager mode with grad the wrapper goes through ``_DSAFunction`` instead, an
-``autograd.Function`` around the same two ops: torch.library's generic Python autograd costs
-~200 µs a call, more than the kernels themselves for a DSA batch of 10 (measured with
-``benchmarks/bench_dsa.py``). Both paths give bit-identical results (tests/test_dsa.py).
+Autograd: registered in C++ (csrc/dsa_autograd.cpp), so an eager call with grad runs no Python
+between the kernels. dsa is linear in x, so its backward is ``dsa_backward`` (the adjoint) and the
+backward of that is ``dsa`` again: gradients of any order are exact.
 """
 import torch
 
@@ -36,29 +34,9 @@ def dsa(
     """
     check_dsa_input(x, params)
     if use_kernel(x):
-        align_corners, compose_affine = bool(align_corners), bool(compose_affine)
-        if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
-            return _DSAFunction.apply(x, params.ints, params.floats, align_corners, compose_affine)
-        return torch.ops.medistill.dsa.default(x, params.ints, params.floats, align_corners, compose_affine)
+        return torch.ops.medistill.dsa.default(x, params.ints, params.floats, bool(align_corners),
+                                               bool(compose_affine))
     return reference.dsa(x, params, align_corners=align_corners, compose_affine=compose_affine)
-
-
-class _DSAFunction(torch.autograd.Function):
-    """Eager autograd around medistill::dsa / dsa_backward (see module doc)."""
-
-    @staticmethod
-    def forward(ctx, x, ints, floats, align_corners, compose_affine):
-        ctx.save_for_backward(ints, floats)
-        ctx.align_corners, ctx.compose_affine = align_corners, compose_affine
-        return torch.ops.medistill.dsa.default(x, ints, floats, align_corners, compose_affine)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable  # the backward op has no derivative of its own
-    def backward(ctx, grad_out):
-        ints, floats = ctx.saved_tensors
-        grad_x = torch.ops.medistill.dsa_backward.default(grad_out, ints, floats, ctx.align_corners,
-                                                          ctx.compose_affine)
-        return grad_x, None, None, None, None
 
 
 if has_ops():
@@ -81,15 +59,7 @@ if has_ops():
         _check_params(grad_out, ints, floats)
         return torch.empty_like(grad_out, memory_format=torch.contiguous_format)
 
-    def _setup_context(ctx, inputs, output):
-        _, ints, floats, align_corners, compose_affine = inputs
-        ctx.save_for_backward(ints, floats)
-        ctx.align_corners = align_corners
-        ctx.compose_affine = compose_affine
-
-    def _backward(ctx, grad_out):
-        ints, floats = ctx.saved_tensors
-        grad_x = torch.ops.medistill.dsa_backward.default(grad_out, ints, floats, ctx.align_corners, ctx.compose_affine)
-        return grad_x, None, None, None, None
-
-    torch.library.register_autograd("medistill::dsa", _backward, setup_context=_setup_context)
+    @torch.library.register_fake("medistill::dsa_sample")
+    def _(offset, span, token_bits, rows, pick_family, generator):
+        torch._check(offset.shape == (12,) and span.shape == (12,), lambda: "dsa_sample: offset and span must be (12,)")
+        return (offset.new_empty((rows, 6), dtype=torch.int32), offset.new_empty((rows, 6)))

@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import torch
 
+from ._extension import use_kernel
+
 #: Families in the order mode 'M' applies them, with their bit in ``DSAParams.families``.
 FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
 FAMILY_BITS = {name: 1 << k for k, name in enumerate(FAMILIES)}
@@ -245,12 +247,22 @@ def sample_dsa_params(
         raise ValueError(f"sample_dsa_params: a {sample_device} generator cannot draw params for {device}")
     rows = 1 if siamese else batch_size
     const = _constants(sample_device, height, width, tokens, mode)
-    u = torch.rand((rows, 12), generator=generator, device=sample_device)
+    if use_kernel(const.offset):  # one op: draw + map (CPU: one loop; CUDA: rand + one kernel)
+        ints, floats = torch.ops.medistill.dsa_sample.default(
+            const.offset, const.span, const.token_bits, rows, mode == "S", generator)
+    else:
+        ints, floats = sample_eager(const, rows, mode, generator)
+    if sample_device != device:
+        ints, floats = ints.to(device, non_blocking=True), floats.to(device, non_blocking=True)
+    return DSAParams(ints, floats, height, width, bool(siamese))
+
+
+def sample_eager(const: _Constants, rows: int, mode: str, generator: torch.Generator | None):
+    """The draw in eager torch ops (the fallback without the extension, and the op's test oracle):
+    returns ints (rows, 6) int32 and floats (rows, 6) float32 on the constants' device."""
+    u = torch.rand((rows, 12), generator=generator, device=const.offset.device)
     v = torch.addcmul(const.offset, u, const.span)
     ints = v.narrow(1, 0, 6).floor().to(torch.int32)
     if mode == "S" and rows > 0:  # row 0's draw picks the one family of the whole call
         ints.select(1, 0).copy_(const.token_bits.index_select(0, ints[0, :1]))
-    floats = v.narrow(1, 6, 6)  # a view (row stride 12): the kernels take any row stride
-    if sample_device != device:
-        ints, floats = ints.to(device, non_blocking=True), floats.to(device, non_blocking=True)
-    return DSAParams(ints, floats, height, width, bool(siamese))
+    return ints, v.narrow(1, 6, 6)  # floats: a view (row stride 12); the kernels take any row stride
