@@ -22,6 +22,7 @@ from ..distributed import SHARDING, DistContext, all_gather_objects, all_gather_
 from ..models import build_model
 from ..selection import check_ipc
 from .augmentation import DSAPair
+from .precision import network_autocast, warn_if_cpu
 from .random_streams import class_generators
 
 
@@ -34,6 +35,7 @@ class DistillMethod:
 
     def __init__(self, dataset: ImageDataset, config, device: str = "cpu", dist: DistContext | None = None):
         check_ipc(dataset, config.ipc)
+        warn_if_cpu(config.amp, device)
         self.dataset = dataset
         self.config = config
         self.device = torch.device(device)
@@ -79,6 +81,11 @@ class DistillMethod:
         d = self.dataset
         return build_model(self.config.model, d.channels, d.num_classes, d.image_size,
                            generator=self.generator).to(self.device)
+
+    def network_precision(self):
+        """Context for a network forward pass: bf16 autocast when ``config.amp == 'bf16'``, else nothing.
+        Cast what comes out to float32 before a loss (:mod:`.precision`)."""
+        return network_autocast(self.config.amp, self.device)
 
     def class_slice(self, c: int) -> slice:
         """Rows of class c (owned by this rank) in ``self.images``."""

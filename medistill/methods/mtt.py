@@ -58,7 +58,9 @@ class MTT(DistillMethod):
         for _ in range(cfg.syn_steps):
             order = torch.randperm(len(self.labels), generator=self.generator)[:batch].to(self.device)
             x = self.augment.independent(self.images[order])
-            ce = F.cross_entropy(forward_flat(self.student, w, x), self.labels[order])
+            with self.network_precision():
+                logits = forward_flat(self.student, w, x)
+            ce = F.cross_entropy(logits.float(), self.labels[order])
             (grad,) = torch.autograd.grad(ce, w, create_graph=True)
             w = w - self.syn_lr * grad
         loss = trajectory_match_loss(w, w_target, w_start)

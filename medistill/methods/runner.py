@@ -213,7 +213,7 @@ def evaluate_run(dataset: ImageDataset, synthetic, uses_dsa: bool, config, eval_
             atomic_write_text(cached, json.dumps(random_result))
     return {"distilled": distilled.to_dict(), "random": random_result,
             "majority_rate": distilled.majority_rate, "learned_lr": synthetic.learned_lr,
-            "evaluated_with_dsa": uses_dsa}
+            "evaluated_with_dsa": uses_dsa, "amp": getattr(config, "amp", "off")}
 
 
 def summarize_run(folder: Path, method_name: str, dataset: ImageDataset, config, losses, metrics) -> str:
