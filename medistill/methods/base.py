@@ -31,6 +31,7 @@ class DistillMethod:
     loss; the sum over ranks is the loss)."""
 
     name = "base"
+    zca = None  # the ZCA transform the images live in (MTT with zca=True), carried by the synthetic set
     uses_dsa = True  # the evaluation trains with DSA for DSA/DM/MTT sets (REFERENCE.md)
 
     def __init__(self, dataset: ImageDataset, config, device: str = "cpu", dist: DistContext | None = None):
@@ -162,4 +163,4 @@ class DistillMethod:
         if self.dist.is_distributed:
             metadata = {**metadata, "distributed": {"world_size": self.dist.world_size, "class_sharding": SHARDING}}
         return ImageSet(images=images, labels=self.labels.cpu(), mean=d.mean, std=d.std, class_names=d.class_names,
-                        metadata={**metadata, "learned_lr": self.learned_lr(), "task": d.task})
+                        metadata={**metadata, "learned_lr": self.learned_lr(), "task": d.task}, zca=self.zca)

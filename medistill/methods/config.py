@@ -100,6 +100,7 @@ class MTTConfig(CommonConfig):
     num_experts: int = 100
     expert_train_epochs: int = 50
     expert_dir: str | None = None
+    zca: bool = False  # distil on ZCA-whitened images (eps 0.1); the experts must be whitened alike (paper: True)
 
 
 CONFIGS = {"dc": DCConfig, "dsa": DCConfig, "dm": DMConfig, "mtt": MTTConfig}
@@ -136,6 +137,8 @@ def make_config(method: str, ipc: int, preset: str = "paper", **overrides):
     values = {"ipc": ipc}
     if method == "dsa":
         values.update(dsa=True, init="real")
+    if method == "mtt" and preset == "paper":
+        values["zca"] = True  # the MedMNIST study ran MTT on ZCA-whitened images
     if preset == "quick":
         values.update(_quick_overrides(method, ipc))
     cls = CONFIGS[method]
