@@ -1,11 +1,11 @@
 """MTT expert trajectories: train networks on real data, keep their parameters after every epoch.
 
 An expert bank is a folder: ``manifest.json`` (dataset and its MD5, model, parameter count,
-epochs, lr, seed, dtype; with ZCA the transform's eps and fingerprint) and one file per expert, ``expert_000.pt``, holding a (epochs+1, P)
-tensor: parameters after init and after each epoch. Stored as float32 (``dtype="float16"`` halves
-it): a ConvNet on 1×28×28 with 2 classes has P = 315,650, so a 50-epoch expert is 51 × P × 4 B ≈
-64 MB (float32). Experts are written atomically one by one; a crashed run keeps those finished,
-and re-running continues from the next.
+epochs, lr, seed, dtype; for a ZCA bank the transform's eps and fingerprint) and one file per expert,
+``expert_000.pt``, holding a (epochs+1, P) tensor: parameters after init and after each epoch.
+Stored as float32 (``dtype="float16"`` halves it): a ConvNet on 1×28×28 with 2 classes has
+P = 315,650, so a 50-epoch expert is 51 × P × 4 B ≈ 64 MB (float32). Experts are written atomically
+one by one; a crashed run keeps those finished, and re-running continues from the next.
 
 Distributed (``dist`` with W ranks, e.g. ``torchrun --nproc-per-node W -m medistill experts …``):
 rank r trains experts r, r+W, … into the same folder. Expert i is seeded from (seed, i) alone, so the
@@ -52,6 +52,7 @@ class ExpertConfig:
     dsa_strategy: str = DSA_STRATEGY
     dtype: str = "float32"
     zca: bool = False  # train on ZCA-whitened images (eps 0.1)
+
 
 ZCA_FILE = "zca.pt"
 
