@@ -89,7 +89,8 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
             "uint8_rule": "train_images = round(clip(train_images_float, 0, 1) * 255)",
             "keys": {"train_images": "uint8, MedMNIST layout", "train_labels": "(N, 1)",
                      "train_images_float": "float32 de-normalised pixels, MedMNIST layout, not clipped",
-                     "train_images_normalized": "float32 (N, C, H, W), the exact distilled tensor",
+                     "train_images_normalized": "float32 (N, C, H, W), the exact distilled tensor"
+                                                + (", ZCA-whitened (zca.npz)" if s.zca is not None else ""),
                      "val_/test_": "empty: no real images are shipped"},
         },
         "zca": s.zca.describe() if s.zca is not None else None,
