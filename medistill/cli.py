@@ -131,12 +131,18 @@ def cmd_evaluate(args) -> int:
     if image_set.num_classes != dataset.num_classes:
         raise SystemExit(f"set has {image_set.num_classes} classes, {dataset.name} has {dataset.num_classes}")
     lr = image_set.learned_lr or 0.01
+    if image_set.zca is not None:  # a set distilled in ZCA space is scored on the test split whitened alike
+        from .data import whiten_dataset
+
+        dataset = whiten_dataset(dataset, image_set.zca)
     result = evaluate_images(image_set.images, image_set.labels, dataset.test_images, dataset.test_labels,
                              dataset.num_classes, dataset.task, _eval_config(args, lr=lr),
                              augment=_dsa_augment() if args.dsa else None)
-    print(f"{args.path} · {meta.get('method')} · IPC {meta.get('ipc')} on {dataset.name} · lr {lr:g}")
+    zca = f" · test split ZCA-whitened ({image_set.zca.fingerprint})" if image_set.zca is not None else ""
+    print(f"{args.path} · {meta.get('method')} · IPC {meta.get('ipc')} on {dataset.name} · lr {lr:g}{zca}")
     print("  " + result.line())
-    _write_json(args.json, {"path": str(args.path), "command": " ".join(sys.argv), **result.to_dict()})
+    _write_json(args.json, {"path": str(args.path), "command": " ".join(sys.argv),
+                            "zca": image_set.zca.describe() if image_set.zca is not None else None, **result.to_dict()})
     return 0
 
 
@@ -209,8 +215,9 @@ def _experts(args, dataset, dist) -> int:
     from .methods import ExpertConfig, build_experts
 
     config = ExpertConfig(num_experts=args.num_experts, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                          model=args.model, dtype=args.dtype)
-    out = Path(args.out or Path("experts") / f"{dataset.name}-{args.model}-e{args.epochs}-s{args.seed}")
+                          model=args.model, dtype=args.dtype, zca=args.zca)
+    zca = "-zca" if args.zca else ""
+    out = Path(args.out or Path("experts") / f"{dataset.name}-{args.model}-e{args.epochs}-s{args.seed}{zca}")
     param_bytes = 4 if args.dtype == "float32" else 2
     from .models import build_model
 
@@ -220,7 +227,8 @@ def _experts(args, dataset, dist) -> int:
     if dist.is_main:
         ranks = f" on {dist.world_size} ranks, {len(mine)} on rank 0" if dist.is_distributed else ""
         print(f"training {args.num_experts} experts × {args.epochs} epochs on {dataset.name}{ranks} → {out} "
-              f"({(args.epochs + 1) * params * param_bytes / 2**20:.1f} MiB per expert, {args.dtype})")
+              f"({(args.epochs + 1) * params * param_bytes / 2**20:.1f} MiB per expert, {args.dtype}"
+              f"{', ZCA-whitened images' if args.zca else ''})")
     bar = tqdm(total=len(mine), desc="experts", unit="expert", disable=not dist.is_main)
     build_experts(dataset, config, out, device=dist.device, on_expert=lambda _: bar.update(1), dist=dist)
     bar.close()
@@ -286,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--model", default="convnet")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--zca", action="store_true", help="train on ZCA-whitened images (eps 0.1; for MTT with zca=true)")
     p.add_argument("--out", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)

@@ -142,6 +142,8 @@ def run_audit(image_set: ImageSet, dataset: ImageDataset, config: AuditConfig = 
               progress: bool = True) -> AuditResult:
     """Audit ``image_set`` against ``dataset``'s training split; see the module docstring."""
     check_compatible(image_set, dataset)
+    if image_set.zca is not None:  # a ZCA set is compared with the real images de-whitened, in their space
+        image_set = dataclasses.replace(image_set, images=image_set.normalized_images(), zca=None)
     steps = tqdm(total=3 + (config.membership is not None), desc="audit", unit="step", disable=not progress)
     n, s = len(dataset.train_labels), image_set.images.shape[0]
     k = min(config.k, n - 1)

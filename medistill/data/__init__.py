@@ -9,6 +9,7 @@ from .errors import DataError
 from .image_folder import load_image_folder
 from .imageset import ImageSet
 from .medmnist_files import dataset_names, default_root, file_md5, load_medmnist, locate, official_md5
+from .zca import ZCA, fit_zca, whiten_dataset
 
 
 def load_dataset(name_or_path: str, size: int = 28, root=None, **kwargs) -> ImageDataset:
@@ -33,4 +34,7 @@ __all__ = [
     "load_medmnist",
     "locate",
     "official_md5",
+    "whiten_dataset",
+    "ZCA",
+    "fit_zca",
 ]

@@ -2,7 +2,10 @@
 
 Saved as a single ``.pt`` file holding tensors and JSON-able metadata, with everything needed to
 re-evaluate it: the normalisation statistics, the dataset it came from (and its MD5), the method,
-IPC, seed, hyperparameters, versions and the learned learning rate if any.
+IPC, seed, hyperparameters, versions and the learned learning rate if any. A set distilled on
+ZCA-whitened images (:mod:`.zca`) carries the transform in the same file (``zca``): its images are
+whitened, networks are trained and tested on whitened images, and :meth:`ImageSet.normalized_images`
+/ the grid show them de-whitened.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch
 
 from ..atomic_io import atomic_torch_save
 from .errors import DataError
+from .zca import ZCA
 
 FORMAT_VERSION = 1
 
@@ -35,7 +39,8 @@ def environment_versions() -> dict:
 
 @dataclass
 class ImageSet:
-    """images: (N, C, H, W) float normalised with ``mean``/``std`` (C,); labels: (N,) int64."""
+    """images: (N, C, H, W) float normalised with ``mean``/``std`` (C,), then whitened by ``zca`` when it is
+    set; labels: (N,) int64."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -43,6 +48,7 @@ class ImageSet:
     std: torch.Tensor
     class_names: list[str]
     metadata: dict = field(default_factory=dict)
+    zca: ZCA | None = None
 
     def __post_init__(self):
         if self.images.dim() != 4:
@@ -61,15 +67,23 @@ class ImageSet:
     def images_per_class(self) -> list[int]:
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
 
+    def normalized_images(self) -> torch.Tensor:
+        """(N, C, H, W) float32 normalised images: de-whitened when the set carries a ZCA transform."""
+        x = self.images.detach().float().cpu()
+        return self.zca.invert(x) if self.zca is not None else x
+
     def denormalized(self) -> torch.Tensor:
-        """Pixels in [0, 1] (clamped), (N, C, H, W)."""
-        x = self.images.detach().float().cpu() * self.std.view(1, -1, 1, 1) + self.mean.view(1, -1, 1, 1)
+        """Pixels in [0, 1] (clamped, de-whitened first for a ZCA set), (N, C, H, W)."""
+        x = self.normalized_images() * self.std.view(1, -1, 1, 1) + self.mean.view(1, -1, 1, 1)
         return x.clamp(0, 1)
 
     def save(self, path) -> Path:
         """Write atomically (temp file + rename) to ``path``; returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = dict(self.metadata)
+        if self.zca is not None:
+            metadata["zca"] = self.zca.describe()
         payload = {
             "format": "medistill.ImageSet",
             "format_version": FORMAT_VERSION,
@@ -80,8 +94,10 @@ class ImageSet:
             "class_names": list(self.class_names),
             # Plain JSON types only, so the file loads with weights_only=True.
             "metadata": json.loads(json.dumps(
-                {**self.metadata, "versions": self.metadata.get("versions") or environment_versions()}, default=str)),
+                {**metadata, "versions": metadata.get("versions") or environment_versions()}, default=str)),
         }
+        if self.zca is not None:
+            payload["zca"] = self.zca.state_dict()
         atomic_torch_save(payload, path)
         return path
 
@@ -98,6 +114,12 @@ class ImageSet:
             raise DataError(f"{path} is not a readable medistill image set: {exc}") from exc
         if not isinstance(payload, dict) or payload.get("format") != "medistill.ImageSet":
             raise DataError(f"{path} is not a medistill image set (no 'format' marker)")
+        zca = None
+        if payload.get("zca") is not None:
+            zca = ZCA.from_state_dict(payload["zca"])
+        elif (payload["metadata"] or {}).get("zca"):
+            raise DataError(f"{path}: the set was distilled on ZCA-whitened images but the file lacks the transform; "
+                            "it cannot be evaluated or viewed without it")
         return cls(
             images=payload["images"],
             labels=payload["labels"],
@@ -105,10 +127,11 @@ class ImageSet:
             std=payload["std"],
             class_names=payload["class_names"],
             metadata=payload["metadata"],
+            zca=zca,
         )
 
     def save_grid(self, path, max_per_class: int = 10, scale: int = 3) -> Path:
-        """PNG grid of the (de-normalised) images, one row per class, at most ``max_per_class`` columns."""
+        """PNG grid of the (de-whitened, de-normalised) images, one row per class, at most ``max_per_class`` columns."""
         from .grid import write_class_grid
 
         return write_class_grid(path, self.denormalized(), self.labels, self.num_classes, max_per_class, scale)

@@ -7,6 +7,10 @@
 * ``train_images_normalized``: float32 (N, C, H, W), the set's tensor exactly as distilled and as a
   network is trained on it (``(pixels - mean[c]) / std[c]``, up to float rounding).
 * ``train_labels``: (N, 1) uint8 (int64 beyond 256 classes), as MedMNIST.
+
+A set distilled in ZCA space (``zca`` given): ``train_images_normalized`` is the whitened tensor as
+distilled and trained on; the float and uint8 images are de-whitened first (``zca.invert``), so they
+are pictures a person can look at, and ``zca.npz`` in the package maps them back.
 """
 from __future__ import annotations
 
@@ -41,10 +45,18 @@ def label_array(labels: torch.Tensor, num_classes: int) -> np.ndarray:
     return labels.cpu().numpy().astype(dtype).reshape(-1, 1)
 
 
+def zca_arrays(zca) -> dict[str, np.ndarray]:
+    """The package's zca.npz: ``mean`` (D,), ``matrix`` (D, D) float32, ``eps`` and ``image_shape`` (C, H, W)."""
+    return {"mean": zca.mean.numpy(), "matrix": zca.matrix.numpy(), "eps": np.float64(zca.eps),
+            "image_shape": np.asarray(zca.image_shape, dtype=np.int64)}
+
+
 def medmnist_arrays(images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                    num_classes: int) -> dict[str, np.ndarray]:
-    """The package's .npz arrays: MedMNIST keys (train_ filled, val_/test_ empty) plus the float keys."""
-    pixels = denormalized_pixels(images, mean, std)
+                    num_classes: int, zca=None) -> dict[str, np.ndarray]:
+    """The package's .npz arrays: MedMNIST keys (train_ filled, val_/test_ empty) plus the float keys.
+    ``zca``: the set's transform when it was distilled in ZCA space (pixels are de-whitened)."""
+    viewable = zca.invert(images.detach().float().cpu()) if zca is not None else images
+    pixels = denormalized_pixels(viewable, mean, std)
     uint8 = channels_last(quantize_uint8(pixels))
     label = label_array(labels, num_classes)
     empty_images, empty_labels = uint8[:0], label[:0]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..data import DataError, ImageDataset
+from ..data import DataError, ImageDataset, whiten_dataset
 from ..evaluate import EvalConfig, EvalResult, evaluate_images
 from ..methods.runner import dsa_training_augment
 from .package_reader import Package
@@ -30,10 +30,13 @@ def evaluate_package(package: Package, dataset: ImageDataset, config: EvalConfig
     The learning rate is the package's learned lr (MTT) when it has one, else ``config.lr``; DSA
     augmentation is on when the package was scored with it (or ``force_dsa``), with the same
     augmentation the run used (:func:`medistill.methods.runner.dsa_training_augment`), so the same
-    config and seed reproduce the sending site's score.
+    config and seed reproduce the sending site's score. A ZCA package is scored on the test split
+    whitened with its ``zca.npz``.
     """
     check_against_dataset(package, dataset, allow_md5_mismatch)
     s, meta = package.image_set, package.metadata
+    if s.zca is not None:  # distilled in ZCA space: test on the test split whitened with the package's zca.npz
+        dataset = whiten_dataset(dataset, s.zca)
     use_dsa = force_dsa or bool(meta.get("evaluate_with_dsa"))
     config = dataclasses.replace(config, lr=s.learned_lr or config.lr, augment=use_dsa)
     augment = dsa_training_augment(meta.get("dsa_strategy") or "color_crop_cutout_flip_scale_rotate") if use_dsa else None

@@ -12,6 +12,7 @@ from ..data import DataError, ImageSet
 from ..data.file_io import read_npz
 from .image_arrays import channels_first
 from .manifest import MANIFEST_NAME, verify_manifest
+from ..data.zca import ZCA
 from .package_writer import GRID_NAME, METADATA_NAME, PACKAGE_FORMAT, README_NAME
 
 REQUIRED_KEYS = ("train_images", "train_labels", "train_images_float", "train_images_normalized")
@@ -48,7 +49,28 @@ def _read_metadata(folder: Path) -> dict:
 
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, path: Path) -> None:
+def _read_zca(folder: Path, meta: dict) -> ZCA | None:
+    """The package's ZCA transform (None when it has none); DataError when it is missing or does not match."""
+    recorded = meta.get("zca")
+    if not recorded:
+        return None
+    name = (meta.get("files") or {}).get("zca")
+    if not name or not (folder / name).is_file():
+        raise DataError(f"{folder}: the set was distilled on ZCA-whitened images but the transform "
+                        f"('{name or 'zca.npz'}') is missing; without it the set cannot be evaluated")
+    arrays = read_npz(folder / name)
+    missing = [k for k in ("mean", "matrix", "eps", "image_shape") if k not in arrays]
+    if missing:
+        raise DataError(f"{folder / name}: missing array(s) {', '.join(missing)}")
+    zca = ZCA(torch.from_numpy(arrays["mean"]), torch.from_numpy(arrays["matrix"]), float(arrays["eps"]),
+              tuple(int(v) for v in arrays["image_shape"]))
+    if zca.fingerprint != recorded.get("fingerprint"):
+        raise DataError(f"{folder / name}: ZCA fingerprint {zca.fingerprint} differs from metadata.json's "
+                        f"{recorded.get('fingerprint')}; the package is inconsistent")
+    return zca
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, path: Path, zca: ZCA | None = None) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found {sorted(arrays)})")
@@ -68,7 +90,11 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, path: Path) -> None
     mean = np.asarray(meta["normalization"]["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(meta["normalization"]["std"], dtype=np.float32).reshape(1, -1, 1, 1)
     renormalized = (channels_first(arrays["train_images_float"]) - mean) / std
-    if not np.allclose(renormalized, normalized, rtol=1e-4, atol=1e-4):
+    tolerance = 1e-4
+    if zca is not None:  # the float pixels are de-whitened: whiten them again (float32 round trip: looser)
+        renormalized = zca.apply(torch.from_numpy(np.ascontiguousarray(renormalized))).numpy()
+        tolerance = 1e-3
+    if not np.allclose(renormalized, normalized, rtol=tolerance, atol=tolerance):
         raise DataError(f"{path}: train_images_float and train_images_normalized disagree under the recorded "
                         "mean/std; the package is inconsistent")
 
@@ -87,7 +113,8 @@ def load_package(folder, verify: bool = True) -> Package:
             raise DataError(f"{folder}: missing file '{name}'; the package is incomplete")
     npz_path = folder / files["images"]
     arrays = read_npz(npz_path)
-    _check_arrays(arrays, meta, npz_path)
+    zca = _read_zca(folder, meta)
+    _check_arrays(arrays, meta, npz_path, zca)
     src = meta.get("source_dataset") or {}
     image_set = ImageSet(
         images=torch.from_numpy(np.ascontiguousarray(arrays["train_images_normalized"])),
@@ -100,5 +127,6 @@ def load_package(folder, verify: bool = True) -> Package:
                   "hyperparameters": meta.get("hyperparameters"), "learned_lr": meta.get("learned_lr"),
                   "evaluate_with_dsa": meta.get("evaluate_with_dsa"), "versions": meta.get("versions_at_distillation"),
                   "package": str(folder)},
+        zca=zca,
     )
     return Package(folder, meta, arrays, image_set)

@@ -19,6 +19,28 @@ def _score(evaluation: dict | None) -> str:
     return line
 
 
+def _zca_section(meta: dict) -> str:
+    """How to use the ZCA transform of a set distilled on whitened images ('' for other sets)."""
+    zca = meta.get("zca")
+    if not zca:
+        return ""
+    name = meta["files"].get("zca", "zca.npz")
+    return f"""
+## ZCA whitening: this set only works with `{name}`
+The set was distilled on ZCA-whitened images (eps {zca['eps']}, fitted on the source training split;
+fingerprint `{zca['fingerprint']}`). `train_images_normalized` holds the **whitened** tensor that networks
+are trained on; `train_images_float`, `train_images` and the grid are de-whitened so that they can be looked at.
+`{name}` holds `mean` (D,) and `matrix` (D, D) float32 with D = {zca['dim']} (C·H·W), `eps`, `image_shape`.
+Whiten the test images exactly like the training images before scoring:
+
+    z = np.load("{name}"); x = (pixels - mean[c]) / std[c]                    # normalise as above, (N, C, H, W)
+    whitened = ((x.reshape(len(x), -1) - z["mean"]) @ z["matrix"]).reshape(x.shape)
+
+A network trained on this set but tested on unwhitened images is tested in the wrong space and its score
+means nothing; `medistill evaluate` applies `{name}` to the test split itself.
+"""
+
+
 def package_readme(meta: dict) -> str:
     """Markdown text: what the package holds, how it is stored, how to load, verify and re-score it."""
     img = meta["images"]
@@ -54,6 +76,7 @@ sending site; ask for its report.
 - `synthetic_grid.png`: the images, one row per class (float pixels clipped to [0, 1]).
 - `MANIFEST.sha256`: SHA-256 of every other file. Check with `sha256sum -c MANIFEST.sha256`.
 
+{_zca_section(meta)}
 ## Class names
 {chr(10).join(f'- {i}: {c}' for i, c in enumerate(meta['class_names']))}
 

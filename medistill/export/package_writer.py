@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data import DataError, ImageSet
 from ..data.imageset import environment_versions
-from .image_arrays import medmnist_arrays
+from .image_arrays import medmnist_arrays, zca_arrays
 from .manifest import write_manifest
 from .package_readme import package_readme
 from .run_source import RunSource, load_run_source
@@ -26,6 +26,7 @@ PACKAGE_FORMAT_VERSION = 1
 METADATA_NAME = "metadata.json"
 GRID_NAME = "synthetic_grid.png"
 README_NAME = "README.md"
+ZCA_NAME = "zca.npz"
 
 
 def _medmnist_info(name: str | None) -> dict:
@@ -88,13 +89,16 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
             "uint8_rule": "train_images = round(clip(train_images_float, 0, 1) * 255)",
             "keys": {"train_images": "uint8, MedMNIST layout", "train_labels": "(N, 1)",
                      "train_images_float": "float32 de-normalised pixels, MedMNIST layout, not clipped",
-                     "train_images_normalized": "float32 (N, C, H, W), the exact distilled tensor",
+                     "train_images_normalized": "float32 (N, C, H, W), the exact distilled tensor"
+                                                + (", ZCA-whitened (zca.npz)" if s.zca is not None else ""),
                      "val_/test_": "empty: no real images are shipped"},
         },
+        "zca": s.zca.describe() if s.zca is not None else None,
         "evaluation": _evaluation(source.metrics),
         "versions_at_distillation": meta.get("versions") or config.get("versions"),
         "versions_at_export": environment_versions(),
-        "files": {"images": npz_name, "metadata": METADATA_NAME, "grid": GRID_NAME, "readme": README_NAME},
+        "files": {"images": npz_name, "metadata": METADATA_NAME, "grid": GRID_NAME, "readme": README_NAME,
+                  **({"zca": ZCA_NAME} if s.zca is not None else {})},
     }
 
 
@@ -113,7 +117,7 @@ def export_package(source, out, force: bool = False) -> Path:
         raise DataError(f"{source.path}: the set holds no images")
     if not np.isfinite(s.images.detach().cpu().numpy()).all():
         raise DataError(f"{source.path}: the set holds NaN or infinite pixels; it cannot be shared")
-    arrays = medmnist_arrays(s.images, s.labels, s.mean, s.std, s.num_classes)
+    arrays = medmnist_arrays(s.images, s.labels, s.mean, s.std, s.num_classes, zca=s.zca)
     name = s.metadata.get("dataset") or (source.config or {}).get("dataset")
     npz_name = f"{name}.npz" if name else "synthetic.npz"
     meta = package_metadata(source, arrays, npz_name)
@@ -122,6 +126,8 @@ def export_package(source, out, force: bool = False) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         np.savez_compressed(tmp / npz_name, **arrays)
+        if s.zca is not None:
+            np.savez(tmp / ZCA_NAME, **zca_arrays(s.zca))
         (tmp / METADATA_NAME).write_text(json.dumps(meta, indent=1))
         s.save_grid(tmp / GRID_NAME)
         (tmp / README_NAME).write_text(package_readme(meta))

@@ -22,6 +22,7 @@ from ..distributed import SHARDING, DistContext, all_gather_objects, all_gather_
 from ..models import build_model
 from ..selection import check_ipc
 from .augmentation import DSAPair
+from .precision import network_autocast, warn_if_cpu
 from .random_streams import class_generators
 
 
@@ -30,10 +31,12 @@ class DistillMethod:
     loss; the sum over ranks is the loss)."""
 
     name = "base"
+    zca = None  # the ZCA transform the images live in (MTT with zca=True), carried by the synthetic set
     uses_dsa = True  # the evaluation trains with DSA for DSA/DM/MTT sets (REFERENCE.md)
 
     def __init__(self, dataset: ImageDataset, config, device: str = "cpu", dist: DistContext | None = None):
         check_ipc(dataset, config.ipc)
+        warn_if_cpu(config.amp, device)
         self.dataset = dataset
         self.config = config
         self.device = torch.device(device)
@@ -79,6 +82,11 @@ class DistillMethod:
         d = self.dataset
         return build_model(self.config.model, d.channels, d.num_classes, d.image_size,
                            generator=self.generator).to(self.device)
+
+    def network_precision(self):
+        """Context for a network forward pass: bf16 autocast when ``config.amp == 'bf16'``, else nothing.
+        Cast what comes out to float32 before a loss (:mod:`.precision`)."""
+        return network_autocast(self.config.amp, self.device)
 
     def class_slice(self, c: int) -> slice:
         """Rows of class c (owned by this rank) in ``self.images``."""
@@ -155,4 +163,4 @@ class DistillMethod:
         if self.dist.is_distributed:
             metadata = {**metadata, "distributed": {"world_size": self.dist.world_size, "class_sharding": SHARDING}}
         return ImageSet(images=images, labels=self.labels.cpu(), mean=d.mean, std=d.std, class_names=d.class_names,
-                        metadata={**metadata, "learned_lr": self.learned_lr(), "task": d.task})
+                        metadata={**metadata, "learned_lr": self.learned_lr(), "task": d.task}, zca=self.zca)

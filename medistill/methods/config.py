@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .precision import check_amp
+
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 # Published (outer_loop, inner_loop) of DC/DSA by IPC.
@@ -52,6 +54,7 @@ class CommonConfig:
     seed: int = 0
     checkpoint_every: int = 50
     log_every: int = 10
+    amp: str = "off"  # "off" (float32) or "bf16": autocast of the network passes in each step (meant for CUDA)
 
 
 @dataclass
@@ -97,6 +100,7 @@ class MTTConfig(CommonConfig):
     num_experts: int = 100
     expert_train_epochs: int = 50
     expert_dir: str | None = None
+    zca: bool = False  # distil on ZCA-whitened images (eps 0.1); the experts must be whitened alike (paper: True)
 
 
 CONFIGS = {"dc": DCConfig, "dsa": DCConfig, "dm": DMConfig, "mtt": MTTConfig}
@@ -133,6 +137,8 @@ def make_config(method: str, ipc: int, preset: str = "paper", **overrides):
     values = {"ipc": ipc}
     if method == "dsa":
         values.update(dsa=True, init="real")
+    if method == "mtt" and preset == "paper":
+        values["zca"] = True  # the MedMNIST study ran MTT on ZCA-whitened images
     if preset == "quick":
         values.update(_quick_overrides(method, ipc))
     cls = CONFIGS[method]
@@ -144,6 +150,7 @@ def make_config(method: str, ipc: int, preset: str = "paper", **overrides):
     config = cls(**values)
     if config.init not in ("real", "noise"):
         raise ValueError(f"init must be 'real' or 'noise', got {config.init!r}")
+    check_amp(config.amp)
     return config
 
 

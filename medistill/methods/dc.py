@@ -30,10 +30,12 @@ class DC(DistillMethod):
         syn = self.images[self.class_slice(c)]
         if self.config.dsa:
             real, syn = self.siamese(c, real, syn)
+        with self.network_precision():
+            out_real, out_syn = net(real), net(syn)
         y_real = torch.full((len(real),), c, dtype=torch.long, device=self.device)
-        g_real = torch.autograd.grad(F.cross_entropy(net(real), y_real), params)
+        g_real = torch.autograd.grad(F.cross_entropy(out_real.float(), y_real), params)
         y_syn = torch.full((len(syn),), c, dtype=torch.long, device=self.device)
-        g_syn = torch.autograd.grad(F.cross_entropy(net(syn), y_syn), params, create_graph=True)
+        g_syn = torch.autograd.grad(F.cross_entropy(out_syn.float(), y_syn), params, create_graph=True)
         return [g.detach() for g in g_real], list(g_syn)
 
     def train_network(self, net, net_optimizer) -> None:
@@ -45,7 +47,9 @@ class DC(DistillMethod):
                 x = images[idx]
                 if self.config.dsa:
                     x = self.augment.independent(x)
-                loss = F.cross_entropy(net(x), labels[idx])
+                with self.network_precision():
+                    logits = net(x)
+                loss = F.cross_entropy(logits.float(), labels[idx])
                 net_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 net_optimizer.step()

@@ -33,12 +33,14 @@ class DM(DistillMethod):
             reals.append(real_aug)
             syns.append(syn_aug)
             real_labels.append(torch.full((len(real),), c, dtype=torch.long, device=self.device))
-        with torch.no_grad():
+        with torch.no_grad(), self.network_precision():
             if torch.device(self.device).type == "cpu":
                 emb_real = torch.cat([net.embed(r) for r in reals])
             else:
                 emb_real = net.embed(torch.cat(reals))
-        emb_syn = net.embed(torch.cat(syns))
+        with self.network_precision():
+            emb_syn = net.embed(torch.cat(syns))
+        emb_real, emb_syn = emb_real.float(), emb_syn.float()  # the loss op runs in float32
         loss = distribution_match_loss(emb_real, torch.cat(real_labels), emb_syn, self.local_labels,
                                        self.num_classes)  # classes absent here are skipped
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,17 +1,22 @@
 """MTT expert trajectories: train networks on real data, keep their parameters after every epoch.
 
 An expert bank is a folder: ``manifest.json`` (dataset and its MD5, model, parameter count,
-epochs, lr, seed, dtype) and one file per expert, ``expert_000.pt``, holding a (epochs+1, P)
-tensor: parameters after init and after each epoch. Stored as float32 (``dtype="float16"`` halves
-it): a ConvNet on 1×28×28 with 2 classes has P = 315,650, so a 50-epoch expert is 51 × P × 4 B ≈
-64 MB (float32). Experts are written atomically one by one; a crashed run keeps those finished,
-and re-running continues from the next.
+epochs, lr, seed, dtype; for a ZCA bank the transform's eps and fingerprint) and one file per expert,
+``expert_000.pt``, holding a (epochs+1, P) tensor: parameters after init and after each epoch.
+Stored as float32 (``dtype="float16"`` halves it): a ConvNet on 1×28×28 with 2 classes has
+P = 315,650, so a 50-epoch expert is 51 × P × 4 B ≈ 64 MB (float32). Experts are written atomically
+one by one; a crashed run keeps those finished, and re-running continues from the next.
 
 Distributed (``dist`` with W ranks, e.g. ``torchrun --nproc-per-node W -m medistill experts …``):
 rank r trains experts r, r+W, … into the same folder. Expert i is seeded from (seed, i) alone, so the
 bank equals the one-process bank file for file. Rank 0 alone checks and writes the manifest (once,
 atomically) before any rank trains; each expert file is written atomically by the one rank that owns
 it, so no file is written twice.
+
+ZCA (``zca=True``, the MedMNIST study's MTT preprocessing): the experts train on ZCA-whitened images
+(:mod:`medistill.data.zca`, fitted on the training split, eps 0.1); the bank keeps the transform in
+``zca.pt`` and its fingerprint in the manifest, and MTT refuses a bank whose ZCA does not match its own
+(:func:`matching_zca`).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import torch.nn.functional as F
 from ..atomic_io import atomic_torch_save
 from ..atomic_io import atomic_write_text
 from ..data import ImageDataset
+from ..data.zca import DEFAULT_EPS, ZCA, fit_zca, whiten_dataset
 from ..distributed import DistContext, check_same_config, expert_shard, main_then_share
 from ..models import build_model
 from .augmentation import DSAPair
@@ -45,12 +51,55 @@ class ExpertConfig:
     seed: int = 0
     dsa_strategy: str = DSA_STRATEGY
     dtype: str = "float32"
+    zca: bool = False  # train on ZCA-whitened images (eps 0.1)
+
+
+ZCA_FILE = "zca.pt"
 
 
 def _manifest(dataset: ImageDataset, config: ExpertConfig, param_count: int) -> dict:
-    return {"dataset": dataset.name, "dataset_md5": dataset.md5, "channels": dataset.channels,
-            "num_classes": dataset.num_classes, "image_size": dataset.image_size, "param_count": param_count,
-            **{k: v for k, v in asdict(config).items() if k != "num_experts"}}
+    """The bank's manifest. ZCA keys appear only for a ZCA bank, so banks made before ZCA existed still match."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("num_experts", "zca")}
+    manifest = {"dataset": dataset.name, "dataset_md5": dataset.md5, "channels": dataset.channels,
+                "num_classes": dataset.num_classes, "image_size": dataset.image_size, "param_count": param_count,
+                **settings}
+    if config.zca:
+        zca = fit_zca(dataset, DEFAULT_EPS)
+        manifest.update(zca=True, zca_eps=zca.eps, zca_fingerprint=zca.fingerprint)
+    return manifest
+
+
+def bank_zca_description(manifest: dict) -> str:
+    """'ZCA eps 0.1, fingerprint …' or 'no ZCA' for error messages."""
+    if not manifest.get("zca"):
+        return "unwhitened images (no ZCA)"
+    return f"ZCA-whitened images (eps {manifest.get('zca_eps')}, fingerprint {manifest.get('zca_fingerprint')})"
+
+
+def matching_zca(manifest: dict, folder, zca: ZCA | None) -> ZCA | None:
+    """The transform MTT must use with this bank, or ValueError naming both sides when they differ.
+
+    ``zca``: the run's own fit on the training split (None: the run does not whiten). When the bank's
+    fingerprint differs from the run's only by float rounding (a refit on another machine), the bank's
+    stored transform (``zca.pt``) is used, so experts and synthetic images live in exactly one space.
+    """
+    folder = Path(folder)
+    run = "unwhitened images (zca off)" if zca is None else \
+        f"ZCA-whitened images (eps {zca.eps}, fingerprint {zca.fingerprint})"
+    fix = ("rebuild the bank with `medistill experts … --zca` (another --out) or set zca=false" if zca is not None
+           else "use a bank built without --zca or set zca=true")
+    if zca is None and not manifest.get("zca"):
+        return None
+    if zca is not None and manifest.get("zca"):
+        if manifest.get("zca_fingerprint") == zca.fingerprint:
+            return zca
+        stored = folder / ZCA_FILE
+        if stored.exists():
+            bank = ZCA.load(stored)
+            if bank.fingerprint == manifest.get("zca_fingerprint") and bank.close_to(zca):
+                return bank
+    raise ValueError(f"the experts in {folder} were trained on {bank_zca_description(manifest)}, but this MTT run "
+                     f"uses {run}: {fix}")
 
 
 def expert_path(folder: Path, index: int) -> Path:
@@ -90,6 +139,7 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
     folder = Path(folder)
     probe = build_model(config.model, dataset.channels, dataset.num_classes, dataset.image_size)
     manifest = _manifest(dataset, config, sum(p.numel() for p in probe.parameters()))
+    zca = fit_zca(dataset, DEFAULT_EPS) if config.zca else None
     check_same_config(dist, {**manifest, "num_experts": config.num_experts, "folder": str(folder)},
                       "expert configuration")
 
@@ -103,8 +153,12 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
                 raise ValueError(f"{folder} holds experts made with other settings {diff}; choose another folder")
         else:
             atomic_write_text(manifest_file, json.dumps(manifest, indent=1))
+        if zca is not None and not (folder / ZCA_FILE).exists():
+            zca.save(folder / ZCA_FILE)
 
     main_then_share(dist, prepare, "checking the expert bank's manifest on rank 0")
+    if zca is not None:
+        dataset = whiten_dataset(dataset, zca)
     for i in expert_shard(config.num_experts, dist.rank, dist.world_size):
         path = expert_path(folder, i)
         if not path.exists():

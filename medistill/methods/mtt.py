@@ -4,16 +4,19 @@ Per iteration: pick an expert and a start epoch s ≤ max_start_epoch; starting 
 ``syn_steps`` SGD steps on synthetic minibatches (unseeded DSA, align_corners=True) with a
 learnable learning rate, keeping the graph; the loss ||w_N − θ_{s+M}||² / ||θ_s − θ_{s+M}||²
 (:func:`medistill.ops.trajectory_match_loss`) is backpropagated to the images and the learning rate.
+With ``zca=True`` every split is ZCA-whitened first (:mod:`medistill.data.zca`), so the images are
+initialised, distilled and saved in the whitened space of the experts; the set carries the transform.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from ..data.zca import fit_zca, whiten_dataset
 from ..models import build_model
 from ..ops import trajectory_match_loss
 from .base import DistillMethod
-from .experts import load_experts
+from .experts import load_experts, matching_zca
 from .flat_params import forward_flat
 
 
@@ -26,8 +29,11 @@ class MTT(DistillMethod):
         if dist is not None and dist.is_distributed:
             raise ValueError("MTT is not class-parallel (every step trains on the whole synthetic set): run "
                              "`medistill distill --method mtt` in one process; `medistill experts` scales out")
-        super().__init__(dataset, config, device, dist)
         self.manifest, self.expert_files = load_experts(config.expert_dir, dataset, config.model)
+        self.zca = matching_zca(self.manifest, config.expert_dir, fit_zca(dataset) if config.zca else None)
+        if self.zca is not None:
+            dataset = whiten_dataset(dataset, self.zca)
+        super().__init__(dataset, config, device, dist)
         needed = config.max_start_epoch + config.expert_epochs
         if self.manifest["epochs"] < needed:
             raise ValueError(f"experts have {self.manifest['epochs']} epochs; max_start_epoch + expert_epochs "
@@ -58,7 +64,9 @@ class MTT(DistillMethod):
         for _ in range(cfg.syn_steps):
             order = torch.randperm(len(self.labels), generator=self.generator)[:batch].to(self.device)
             x = self.augment.independent(self.images[order])
-            ce = F.cross_entropy(forward_flat(self.student, w, x), self.labels[order])
+            with self.network_precision():
+                logits = forward_flat(self.student, w, x)
+            ce = F.cross_entropy(logits.float(), self.labels[order])
             (grad,) = torch.autograd.grad(ce, w, create_graph=True)
             w = w - self.syn_lr * grad
         loss = trajectory_match_loss(w, w_target, w_start)

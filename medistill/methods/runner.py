@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset
+from ..data.zca import whiten_dataset
 from ..data.imageset import environment_versions
 from ..distributed import DistContext, all_reduce_sum, check_same_config, main_then_share, maybe_inject_failure
 from ..evaluate import EvalConfig, evaluate_images
@@ -190,7 +191,11 @@ def evaluate_run(dataset: ImageDataset, synthetic, uses_dsa: bool, config, eval_
 
     The random subset's score depends only on (dataset, IPC, evaluation settings), so it is kept in
     ``cache_dir`` (beside the run folders) and shared by every method's run with those settings.
+    A set that carries a ZCA transform is scored on the test split whitened with it, and the random
+    subset is whitened with the same transform, so both are compared in the same space.
     """
+    if synthetic.zca is not None:
+        dataset = whiten_dataset(dataset, synthetic.zca)
     augment = dsa_training_augment(config.dsa_strategy) if uses_dsa else None
     cfg = dataclasses.replace(eval_config, augment=uses_dsa)
     if synthetic.learned_lr:
@@ -199,8 +204,10 @@ def evaluate_run(dataset: ImageDataset, synthetic, uses_dsa: bool, config, eval_
     distilled = evaluate_images(synthetic.images, synthetic.labels, *args, cfg, augment=augment,
                                 progress=progress, desc="evaluate distilled")
     random_cfg = dataclasses.replace(cfg, lr=eval_config.lr)
-    key = hashlib.sha1(json.dumps([dataset.md5, config.ipc, config.dsa_strategy, dataclasses.asdict(random_cfg)],
-                                  sort_keys=True).encode()).hexdigest()[:16]
+    keyed = [dataset.md5, config.ipc, config.dsa_strategy, dataclasses.asdict(random_cfg)]
+    if synthetic.zca is not None:
+        keyed.append(synthetic.zca.fingerprint)  # (unwhitened runs keep their old cache key)
+    key = hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     cached = cache_dir / f"random-{dataset.name}-ipc{config.ipc}-{key}.json" if cache_dir else None
     if cached is not None and cached.exists():
         random_result = load_json(cached)
@@ -211,13 +218,20 @@ def evaluate_run(dataset: ImageDataset, synthetic, uses_dsa: bool, config, eval_
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(cached, json.dumps(random_result))
-    return {"distilled": distilled.to_dict(), "random": random_result,
-            "majority_rate": distilled.majority_rate, "learned_lr": synthetic.learned_lr,
-            "evaluated_with_dsa": uses_dsa}
+    metrics = {"distilled": distilled.to_dict(), "random": random_result,
+               "majority_rate": distilled.majority_rate, "learned_lr": synthetic.learned_lr,
+               "evaluated_with_dsa": uses_dsa, "amp": getattr(config, "amp", "off"),
+               "zca": synthetic.zca.describe() if synthetic.zca is not None else None}
+    if synthetic.zca is not None:
+        metrics["zca_note"] = ("the distilled set lives in ZCA space: the test split was whitened with the set's "
+                               "transform, and the random real subset was whitened with the same transform and "
+                               "evaluated in the same space, so the comparison is like for like")
+    return metrics
 
 
 def summarize_run(folder: Path, method_name: str, dataset: ImageDataset, config, losses, metrics) -> str:
-    lines = [f"{method_name.upper()} on {dataset.name}, IPC {config.ipc}, {config.iterations} iterations, seed {config.seed}",
+    zca = " on ZCA-whitened images" if getattr(config, "zca", False) else ""
+    lines = [f"{method_name.upper()} on {dataset.name}{zca}, IPC {config.ipc}, {config.iterations} iterations, seed {config.seed}",
              f"final loss {losses[-1]:.4g} (first {losses[0]:.4g})" if losses else "no iterations run"]
     if metrics:
         for key in ("distilled", "random"):

@@ -142,7 +142,8 @@ class CellComputer:
         return metrics if same else None
 
     def _expert_config(self, config) -> ExpertConfig:
-        return ExpertConfig(num_experts=config.num_experts, epochs=config.expert_train_epochs, model=config.model)
+        return ExpertConfig(num_experts=config.num_experts, epochs=config.expert_train_epochs, model=config.model,
+                            zca=config.zca)
 
     def imported_bank(self, dataset: ImageDataset, config) -> Path | None:
         """A complete expert bank with the same manifest in an import folder (read only), if any.
