@@ -53,7 +53,7 @@ timeout ${TEST_TIMEOUT:-200} $PY -m pytest -q -p no:cacheprovider $OP_TESTS -rs 
 fi
 
 echo "== DSA host-side profile (one call at a time)"
-timeout ${PROFILE_TIMEOUT:-60} $PY benchmarks/profile_dsa_host.py 2>&1 | tee "$OUT/dsa_host_profile.txt"
+timeout ${PROFILE_TIMEOUT:-60} $PY -m benchmarks.profile_dsa_host 2>&1 | tee "$OUT/dsa_host_profile.txt"
 
 echo "== op benchmarks on the GPU (reference vs medistill, same run)"
 MEDISTILL_BENCH_DEVICE=cuda MEDISTILL_BENCH_THREADS=16 MEDISTILL_BENCH_RATIOS="$OUT/bench_ratios_cuda.json" \

@@ -4,7 +4,7 @@ Prints medians (µs) of: the draw (``sample_dsa_params``), the op forward, forwa
 backward, and the whole step, for medistill and the reference, each followed by a device
 synchronise; plus the same step replayed from a CUDA graph. Run on a CUDA machine:
 
-    python benchmarks/profile_dsa_host.py [--batch 256] [--mode S]
+    python -m benchmarks.profile_dsa_host [--batch 256] [--mode S]
 """
 import argparse
 import statistics
