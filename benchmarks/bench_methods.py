@@ -93,7 +93,8 @@ def test_dc_outer_step(benchmark, impl, generated, device, name):
 
 def test_mtt_iteration(benchmark, impl, generated, expert_bank, device):
     benchmark.group = f"[{device.type}] MTT iteration (10 classes, IPC 10, 20 synthetic steps)"
-    cfg = make_config("mtt", 10, expert_dir=str(expert_bank), syn_steps=20, expert_epochs=2, max_start_epoch=2)
+    cfg = make_config("mtt", 10, expert_dir=str(expert_bank), syn_steps=20, expert_epochs=2, max_start_epoch=2,
+                      zca=False)  # the generated bank is unwhitened; ZCA does not change the cost of a step
     method = make_method("mtt", generated, cfg, device=str(device))
     if impl == "reference":
         published_loops.as_published(method.student)
@@ -104,3 +105,30 @@ def test_mtt_iteration(benchmark, impl, generated, expert_bank, device):
         synchronize(device)
 
     benchmark.pedantic(run, rounds=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("name", ["dm", "dc"])
+def test_bf16_autocast(benchmark, impl, generated, device, name):
+    """CUDA only: medistill with ``amp=bf16`` (network passes under bf16 autocast) against the
+    published float32 loop: a DM iteration, or a DC outer step."""
+    if device.type != "cuda":
+        pytest.skip("bf16 autocast is a CUDA option (on this CPU it is slower than float32)")
+    what = "DM iteration" if name == "dm" else "DC outer step"
+    benchmark.group = f"[cuda] {what} (10 classes, 256 real/class, IPC 10), medistill amp=bf16 vs published float32"
+    amp = "bf16" if impl == "medistill" else "off"
+    method = make_method(name, generated, make_config(name, 10, batch_real=256, amp=amp), device=str(device))
+    if name == "dm":
+        step = method.step if impl == "medistill" else (lambda: published_loops.dm_iteration(method))
+    else:
+        net = method.sample_network()
+        if impl == "reference":
+            published_loops.as_published(net)
+        params = list(net.parameters())
+        step = ((lambda: method.outer_step(net, params)) if impl == "medistill"
+                else (lambda: published_loops.dc_outer_step(method, net)))
+
+    def run():
+        step()
+        synchronize(device)
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
