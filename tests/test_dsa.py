@@ -348,6 +348,21 @@ def test_resampling_identity_and_quarter_turn(align_corners):
         torch.testing.assert_close(fn(x, zoom, align_corners=align_corners), want, **RESAMPLE_TOL[torch.float32])
 
 
+@needs_ops
+@pytest.mark.parametrize("scale", [(0.2, 0.3), (3.0, 2.5), (0.9, 1.15)])
+def test_scale_far_outside_dsa_range_matches_reference(scale):
+    """The CPU backward's transposed (gather) taps serve up to 4 outputs per input column; a strong
+    magnification (theta scale 0.2: each input column feeds ~10 outputs) takes the scatter path. Both
+    must equal the reference."""
+    x = make_x(3, 3, 28, 28).requires_grad_(True)
+    params = params_by_hand(3, 28, 28, FAMILY_BITS["scale"], scale=scale)
+    g = make_x(3, 3, 28, 28, seed=5)
+    out, want = dsa(x, params), reference.dsa(x, params)
+    torch.testing.assert_close(out, want, **RESAMPLE_TOL[torch.float32])
+    torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(want, x, g)[0],
+                               **RESAMPLE_TOL[torch.float32])
+
+
 # ---- module, fallback, errors --------------------------------------------------------------------
 
 def test_dsaugment_replay_and_reproducibility():

@@ -171,6 +171,32 @@ MEDISTILL_ALWAYS_INLINE void axis_taps(T origin, T step, int64_t n_out, int64_t 
   }
 }
 
+// The transpose of one axis's taps: input coordinate q receives from output coordinates
+// tj[q * kMaxFanIn + m] with weights tw[...] (unused slots: weight 0, index 0). False when some
+// input coordinate feeds more than kMaxFanIn outputs (a shrink by more than ~2x), where the
+// caller scatters instead. DSA's scales (1/1.2 .. 1.2) feed at most 3.
+constexpr int kMaxFanIn = 4;
+
+template <typename T>
+MEDISTILL_ALWAYS_INLINE bool transpose_taps(const int64_t* k0, const int64_t* k1, const T* w0, const T* w1, int64_t n,
+                                            int32_t* tj, T* tw, int32_t* count) {
+  std::fill(tj, tj + n * kMaxFanIn, 0);
+  std::fill(tw, tw + n * kMaxFanIn, T(0));
+  std::fill(count, count + n, 0);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int t = 0; t < 2; ++t) {
+      const int64_t q = t == 0 ? k0[j] : k1[j];
+      const T w = t == 0 ? w0[j] : w1[j];
+      if (w == T(0)) continue;  // a tap outside the image (zero padding)
+      if (count[q] == kMaxFanIn) return false;
+      tj[q * kMaxFanIn + count[q]] = static_cast<int32_t>(j);
+      tw[q * kMaxFanIn + count[q]] = w;
+      ++count[q];
+    }
+  }
+  return true;
+}
+
 // Diagonal map (scale): ix depends on j only, iy on i only. Forward: interpolate every row along
 // x into tmp, then rows of tmp along y. Backward: the adjoints in reverse order.
 template <bool kBackward, typename T>
@@ -181,6 +207,10 @@ MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, co
   axis_taps(M.x0, M.xj, W, W, cx0, cx1, wx0, wx1);
   axis_taps(M.y0, M.yi, H, H, ry0, ry1, wy0, wy1);
   const int64_t HW = H * W;
+  // Backward along x as a gather: the columns each input column feeds, in the transposed table.
+  int32_t* tj = s.fan_index.data();
+  T* tw = s.fan_weight.data();
+  const bool transposed = kBackward && transpose_taps(cx0, cx1, wx0, wx1, W, tj, tw, s.fan_count.data());
   for (int64_t c = 0; c < C; ++c) {
     const T* ic = in + c * HW;
     T* oc = out + c * HW;
@@ -206,12 +236,24 @@ MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, co
         for (int64_t j = 0; j < W; ++j) t0[j] += a * grow[j];
         for (int64_t j = 0; j < W; ++j) t1[j] += b * grow[j];
       }
-      std::fill(oc, oc + HW, T(0));
-      for (int64_t r = 0; r < H; ++r) {  // one tap at a time (see resample_general)
-        const T* trow = tc + r * W;
-        T* orow = oc + r * W;
-        for (int64_t j = 0; j < W; ++j) orow[cx0[j]] += wx0[j] * trow[j];
-        for (int64_t j = 0; j < W; ++j) orow[cx1[j]] += wx1[j] * trow[j];
+      if (transposed) {  // gather: input column q sums its (up to kMaxFanIn) output columns
+        for (int64_t r = 0; r < H; ++r) {
+          const T* trow = tc + r * W;
+          T* orow = oc + r * W;
+          for (int64_t q = 0; q < W; ++q) {
+            const int32_t* j = tj + q * kMaxFanIn;
+            const T* w = tw + q * kMaxFanIn;
+            orow[q] = w[0] * trow[j[0]] + w[1] * trow[j[1]] + w[2] * trow[j[2]] + w[3] * trow[j[3]];
+          }
+        }
+      } else {
+        std::fill(oc, oc + HW, T(0));
+        for (int64_t r = 0; r < H; ++r) {  // one tap at a time (see resample_general)
+          const T* trow = tc + r * W;
+          T* orow = oc + r * W;
+          for (int64_t j = 0; j < W; ++j) orow[cx0[j]] += wx0[j] * trow[j];
+          for (int64_t j = 0; j < W; ++j) orow[cx1[j]] += wx1[j] * trow[j];
+        }
       }
     }
   }
@@ -235,10 +277,13 @@ template <typename T>
 struct Scratch {
   std::vector<T> images, plane, wa, wb;
   std::vector<int64_t> ka, kb;
+  std::vector<int32_t> fan_index, fan_count;
+  std::vector<T> fan_weight;
   RowTaps<T> row;
   Scratch(int64_t numel, int64_t H, int64_t W)
       : images(static_cast<size_t>(3 * numel)), plane(static_cast<size_t>(H * W)), wa(static_cast<size_t>(2 * W)),
-        wb(static_cast<size_t>(2 * H)), ka(static_cast<size_t>(2 * W)), kb(static_cast<size_t>(2 * H)), row(W) {}
+        wb(static_cast<size_t>(2 * H)), ka(static_cast<size_t>(2 * W)), kb(static_cast<size_t>(2 * H)),
+        fan_index(static_cast<size_t>(kMaxFanIn * W)), fan_count(static_cast<size_t>(W)), fan_weight(static_cast<size_t>(kMaxFanIn * W)), row(W) {}
 };
 
 MEDISTILL_ALWAYS_INLINE int32_t clamp_index(int32_t k, int32_t hi) { return std::min(std::max(k, 0), hi); }
@@ -302,13 +347,14 @@ MEDISTILL_ALWAYS_INLINE void resample_general(const dsa::PixelAffine<T>& M, cons
     } else {
       // One corner at a time: neighbouring pixels share corners, and four read-modify-writes per
       // pixel would chain each pixel's stores to the next pixel's loads.
+      const T* g = in + i * W;
       for (int k = 0; k < 4; ++k) {
         const int32_t* ik = idx[k];
         const T* wk = wts[k];
-        for (int64_t c = 0; c < C; ++c) {
-          T* r = out + c * HW;
-          const T* g = in + c * HW + i * W;
-          for (int64_t j = 0; j < W; ++j) r[ik[j]] += wk[j] * g[j];
+        for (int64_t j = 0; j < W; ++j) {
+          const int64_t s = ik[j];
+          const T w = wk[j];
+          for (int64_t c = 0; c < C; ++c) out[c * HW + s] += w * g[c * HW + j];
         }
       }
     }
