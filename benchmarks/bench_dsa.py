@@ -15,13 +15,27 @@ as ONE CUDA graph (sampling from a registered generator, the op, the autograd ba
 against the same eager reference. The reference itself cannot be captured: it reads which
 families are on back to the host (one sync per call). Its group name says so.
 """
+import os
+
 import pytest
 import torch
 
 from benchmarks.conftest import synchronize
+from medistill.cpu_allocator import keep_freed_memory
 from medistill.ops import dsa, reference, sample_dsa_params
 
 CALLS = {"S": 6, "M": 1}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def allocator_policy():
+    """``MEDISTILL_BENCH_KEEP_FREED=both``: both sides with the allocator policy medistill's CLI
+    sets on CPU (freed memory kept in the heap; ``medistill/cpu_allocator.py``); otherwise glibc's
+    defaults for both. Each call allocates its (B, C, H, W) output and gradient, which glibc maps
+    and page-faults afresh once the freed heap top is trimmed."""
+    keep_freed_memory(os.environ.get("MEDISTILL_BENCH_KEEP_FREED") == "both")
+    yield
+    keep_freed_memory(False)
 
 
 @pytest.mark.parametrize("mode", ["S", "M"])
