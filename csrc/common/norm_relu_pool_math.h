@@ -1,0 +1,67 @@
+// Per-element math of norm_relu_pool (instance norm → ReLU → 2×2 average pool), shared by the CPU
+// and CUDA kernels. Per (b, c) plane the normalisation is folded into one affine map
+//   y = max(0, x * scale + shift),  scale = rstd * weight[c],  shift = bias[c] - mean * scale,
+// as ATen's GroupNorm kernels do; the backward recomputes the ReLU mask with the same expression
+// from the saved (mean, rstd), so forward and backward agree on every masked element.
+#pragma once
+#include "macros.h"
+
+namespace medistill {
+
+template <typename acc_t>
+struct NRPAffine {
+  acc_t scale;
+  acc_t shift;
+};
+
+template <typename acc_t>
+HOST_DEVICE_INLINE NRPAffine<acc_t> nrp_affine(acc_t mean, acc_t rstd, acc_t weight, acc_t bias) {
+  const acc_t scale = rstd * weight;
+  return NRPAffine<acc_t>{scale, bias - mean * scale};
+}
+
+// relu(x * scale + shift)
+template <typename acc_t>
+HOST_DEVICE_INLINE acc_t nrp_activation(acc_t x, NRPAffine<acc_t> a) {
+  const acc_t y = x * a.scale + a.shift;
+  return y > acc_t(0) ? y : acc_t(0);
+}
+
+// d out / d y for one input element: a quarter of the pooled gradient where the ReLU passed,
+// 0 where it did not (ReLU's gradient at 0 is 0, as torch's) or where the pool dropped the element.
+template <typename acc_t>
+HOST_DEVICE_INLINE acc_t nrp_grad_y(acc_t x, NRPAffine<acc_t> a, acc_t grad_pooled, bool pooled) {
+  return (pooled && x * a.scale + a.shift > acc_t(0)) ? acc_t(0.25) * grad_pooled : acc_t(0);
+}
+
+// rstd from the biased variance, as group_norm: 1 / sqrt(var + eps).
+template <typename acc_t>
+HOST_DEVICE_INLINE acc_t nrp_rstd(acc_t var, acc_t eps);
+
+template <>
+HOST_DEVICE_INLINE float nrp_rstd<float>(float var, float eps) {
+#if defined(__CUDA_ARCH__)
+  return rsqrtf((var > 0.f ? var : 0.f) + eps);
+#else
+  return 1.f / __builtin_sqrtf((var > 0.f ? var : 0.f) + eps);
+#endif
+}
+
+template <>
+HOST_DEVICE_INLINE double nrp_rstd<double>(double var, double eps) {
+#if defined(__CUDA_ARCH__)
+  return rsqrt((var > 0.0 ? var : 0.0) + eps);
+#else
+  return 1.0 / __builtin_sqrt((var > 0.0 ? var : 0.0) + eps);
+#endif
+}
+
+// Instance-norm backward for one element of a plane of n elements, given the plane sums
+// sum_gy = Σ gy and sum_gy_xhat = Σ gy·xhat (gy = d loss / d y, xhat = (x - mean)·rstd):
+//   grad_x = rstd · weight · (gy - sum_gy / n - xhat · sum_gy_xhat / n).
+template <typename acc_t>
+HOST_DEVICE_INLINE acc_t nrp_grad_x(acc_t gy, acc_t xhat, acc_t k, acc_t mean_gy, acc_t mean_gy_xhat) {
+  return k * (gy - mean_gy - xhat * mean_gy_xhat);
+}
+
+}  // namespace medistill
