@@ -6,6 +6,10 @@
 #pragma once
 #include "macros.h"
 
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 namespace medistill {
 
 template <typename acc_t>
@@ -27,11 +31,40 @@ HOST_DEVICE_INLINE acc_t nrp_activation(acc_t x, NRPAffine<acc_t> a) {
   return y > acc_t(0) ? y : acc_t(0);
 }
 
+// x > 0 as a quiet comparison (no FP exception on NaN, so GCC may vectorise it under its default
+// -ftrapping-math); false for NaN, like `>`.
+template <typename acc_t>
+HOST_DEVICE_INLINE bool nrp_positive(acc_t x) {
+#if defined(__CUDA_ARCH__)
+  return x > acc_t(0);
+#else
+  return __builtin_isgreater(x, acc_t(0));
+#endif
+}
+
+// keep ? v : 0, on the host as a bit mask: GCC turns this select into vector code where a ternary
+// would stay a branch (about 8x slower on random ReLU masks).
+template <typename acc_t>
+HOST_DEVICE_INLINE acc_t nrp_keep_if(acc_t v, bool keep) {
+#if defined(__CUDA_ARCH__)
+  return keep ? v : acc_t(0);
+#else
+  using bits_t = std::conditional_t<sizeof(acc_t) == 4, uint32_t, uint64_t>;
+  static_assert(sizeof(bits_t) == sizeof(acc_t), "nrp_keep_if: float or double");
+  bits_t b;
+  std::memcpy(&b, &v, sizeof b);
+  b &= bits_t(0) - static_cast<bits_t>(keep);
+  acc_t out;
+  std::memcpy(&out, &b, sizeof out);
+  return out;
+#endif
+}
+
 // d out / d y for one input element: a quarter of the pooled gradient where the ReLU passed,
 // 0 where it did not (ReLU's gradient at 0 is 0, as torch's) or where the pool dropped the element.
 template <typename acc_t>
 HOST_DEVICE_INLINE acc_t nrp_grad_y(acc_t x, NRPAffine<acc_t> a, acc_t grad_pooled, bool pooled) {
-  return (pooled && x * a.scale + a.shift > acc_t(0)) ? acc_t(0.25) * grad_pooled : acc_t(0);
+  return nrp_keep_if<acc_t>(acc_t(0.25) * grad_pooled, pooled & nrp_positive<acc_t>(x * a.scale + a.shift));
 }
 
 // rstd from the biased variance, as group_norm: 1 / sqrt(var + eps).

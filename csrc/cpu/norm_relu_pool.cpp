@@ -1,8 +1,8 @@
 // CPU kernels of norm_relu_pool (math in common/norm_relu_pool_math.h).
 // Parallel over (b, c) planes; each plane is handled while it sits in cache: forward = a two-pass
 // mean/variance in double, then one fused normalise + ReLU + pool pass; backward = one pass that
-// expands the pooled gradient through the ReLU mask (recomputed from x) and sums Σgy, Σgy·xhat in
-// double, then one pass applying the instance-norm backward. grad_weight/grad_bias are the per-plane
+// expands the pooled gradient through the ReLU mask (recomputed from x) and sums Σgy, Σgy·xhat (per
+// row in the input precision, rows in double), then one pass applying the instance-norm backward. grad_weight/grad_bias are the per-plane
 // sums reduced over the batch in a fixed order afterwards (no races, independent of thread count).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -81,13 +81,16 @@ MEDISTILL_ALWAYS_INLINE void backward_plane_impl(const scalar_t* go, const scala
     }
     const scalar_t* gor = go + (r / 2) * wo;
     for (int64_t ow = 0; ow < wo; ++ow) buf[2 * ow] = buf[2 * ow + 1] = gor[ow];
-#pragma omp simd reduction(+ : s1, s2)
+    scalar_t r1 = 0, r2 = 0;  // one row in the input precision (vectorised, branch-free), rows in double
+#pragma omp simd reduction(+ : r1, r2)
     for (int64_t j = 0; j < we; ++j) {
       const scalar_t gy = nrp_grad_y<scalar_t>(xr[j], a, buf[j], true);
       gr[j] = gy;
-      s1 += static_cast<double>(gy);
-      s2 += static_cast<double>(gy * ((xr[j] - mean) * rstd));
+      r1 += gy;
+      r2 += gy * ((xr[j] - mean) * rstd);
     }
+    s1 += static_cast<double>(r1);
+    s2 += static_cast<double>(r2);
     for (int64_t j = we; j < w; ++j) gr[j] = scalar_t(0);  // a dropped odd last column
   }
   sums[0] = s1;
