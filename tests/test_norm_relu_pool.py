@@ -58,9 +58,12 @@ def test_kernel_matches_reference(dtype, shape, layout):
 
 
 @needs_ops
-def test_reference_is_the_unfused_chain():
+def test_reference_and_recompute_chain_are_the_unfused_chain():
+    from medistill.ops.norm_relu_pool import _differentiable_chain
+
     x, weight, bias = make(torch.float64, (2, 3, 7, 6))
     torch.testing.assert_close(reference.norm_relu_pool(x, weight, bias), oracle(x, weight, bias))
+    torch.testing.assert_close(_differentiable_chain(x, weight, bias, 1e-5), oracle(x, weight, bias))
 
 
 @needs_ops
@@ -79,6 +82,17 @@ def test_eps_is_used():
     x = x * 1e-3  # variance ~ eps, so eps matters
     torch.testing.assert_close(norm_relu_pool(x, weight, bias, eps=0.1), oracle(x, weight, bias, eps=0.1))
     assert not torch.allclose(norm_relu_pool(x, weight, bias, eps=0.1), norm_relu_pool(x, weight, bias))
+
+
+@needs_ops
+def test_non_finite_input_propagates_like_the_reference():
+    """A NaN or inf in a plane makes that plane's outputs NaN, as in GroupNorm → ReLU → pool (ReLU keeps NaN)."""
+    x, weight, bias = make(torch.float32, (2, 3, 4, 4))
+    x[0, 1, 2, 3] = float("nan")
+    x[1, 2, 0, 0] = float("inf")
+    got, want = norm_relu_pool(x, weight, bias), oracle(x, weight, bias)
+    assert got[0, 1].isnan().all() and got[1, 2].isnan().all()
+    torch.testing.assert_close(got, want, equal_nan=True)
 
 
 @needs_ops

@@ -24,11 +24,11 @@ HOST_DEVICE_INLINE NRPAffine<acc_t> nrp_affine(acc_t mean, acc_t rstd, acc_t wei
   return NRPAffine<acc_t>{scale, bias - mean * scale};
 }
 
-// relu(x * scale + shift)
+// relu(x * scale + shift); NaN stays NaN, as torch.relu.
 template <typename acc_t>
 HOST_DEVICE_INLINE acc_t nrp_activation(acc_t x, NRPAffine<acc_t> a) {
   const acc_t y = x * a.scale + a.shift;
-  return y > acc_t(0) ? y : acc_t(0);
+  return y < acc_t(0) ? acc_t(0) : y;
 }
 
 // x > 0 as a quiet comparison (no FP exception on NaN, so GCC may vectorise it under its default
@@ -67,25 +67,26 @@ HOST_DEVICE_INLINE acc_t nrp_grad_y(acc_t x, NRPAffine<acc_t> a, acc_t grad_pool
   return nrp_keep_if<acc_t>(acc_t(0.25) * grad_pooled, pooled & nrp_positive<acc_t>(x * a.scale + a.shift));
 }
 
-// rstd from the biased variance, as group_norm: 1 / sqrt(var + eps).
+// rstd from the biased variance, as group_norm: 1 / sqrt(var + eps) (a rounding-negative var counts as 0;
+// NaN stays NaN).
 template <typename acc_t>
 HOST_DEVICE_INLINE acc_t nrp_rstd(acc_t var, acc_t eps);
 
 template <>
 HOST_DEVICE_INLINE float nrp_rstd<float>(float var, float eps) {
 #if defined(__CUDA_ARCH__)
-  return rsqrtf((var > 0.f ? var : 0.f) + eps);
+  return rsqrtf((var < 0.f ? 0.f : var) + eps);
 #else
-  return 1.f / __builtin_sqrtf((var > 0.f ? var : 0.f) + eps);
+  return 1.f / __builtin_sqrtf((var < 0.f ? 0.f : var) + eps);
 #endif
 }
 
 template <>
 HOST_DEVICE_INLINE double nrp_rstd<double>(double var, double eps) {
 #if defined(__CUDA_ARCH__)
-  return rsqrt((var > 0.0 ? var : 0.0) + eps);
+  return rsqrt((var < 0.0 ? 0.0 : var) + eps);
 #else
-  return 1.0 / __builtin_sqrt((var > 0.0 ? var : 0.0) + eps);
+  return 1.0 / __builtin_sqrt((var < 0.0 ? 0.0 : var) + eps);
 #endif
 }
 

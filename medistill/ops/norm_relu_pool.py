@@ -10,11 +10,12 @@ and bias, to any order.
 Autograd: in eager mode with grad the wrapper goes through ``_NormReluPoolFunction``. Its backward
 calls the fast backward op, except when the backward itself is being differentiated
 (``create_graph=True``, as DC's synthetic gradients and MTT's unrolled steps are): then it recomputes
-the pure-PyTorch reference from the saved (x, weight, bias) and differentiates that with
-``create_graph=True``, which is correct to any order. ``torch.library.register_autograd`` on the op
+the unfused chain (the reference, pooled by strided adds on CPU) from the saved (x, weight, bias) and
+differentiates that with ``create_graph=True``, which is correct to any order. ``torch.library.register_autograd`` on the op
 (direct op calls, ``opcheck``, ``torch.compile``) always calls the backward op: first order only.
 """
 import torch
+import torch.nn.functional as F
 
 from . import reference
 from ._extension import has_ops, use_kernel
@@ -33,6 +34,20 @@ def norm_relu_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ep
     return reference.norm_relu_pool(x, weight, bias, eps)
 
 
+def _differentiable_chain(x, weight, bias, eps):
+    """The reference chain as ATen ops, differentiable to any order: (B, C, H, W) → (B, C, H//2, W//2).
+
+    On CPU the 2×2 pool is two strided adds (as medistill.models.convnet.AvgPool2x2, which this layer
+    cannot import): ATen's NCHW avg_pool2d and its backward are the slowest steps of the chain there.
+    """
+    y = F.relu(F.group_norm(x, x.shape[1], weight, bias, eps))
+    if y.device.type != "cpu":
+        return F.avg_pool2d(y, 2)
+    h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
+    rows = y[..., 0:h:2, :w] + y[..., 1:h:2, :w]
+    return (rows[..., 0::2] + rows[..., 1::2]) * 0.25
+
+
 class _NormReluPoolFunction(torch.autograd.Function):
     """Eager autograd around medistill::norm_relu_pool / norm_relu_pool_backward (see module doc)."""
 
@@ -48,7 +63,7 @@ class _NormReluPoolFunction(torch.autograd.Function):
         x, weight, bias, mean, rstd = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference, to any order
             wanted = [t for t, need in zip((x, weight, bias), ctx.needs_input_grad[:3]) if need]
-            out = reference.norm_relu_pool(x, weight, bias, ctx.eps)
+            out = _differentiable_chain(x, weight, bias, ctx.eps)
             grads = iter(torch.autograd.grad(out, wanted, grad_out, create_graph=True))
             return (*(next(grads) if need else None for need in ctx.needs_input_grad[:3]), None)
         grad_x, grad_weight, grad_bias = torch.ops.medistill.norm_relu_pool_backward.default(
