@@ -11,8 +11,9 @@ Autograd: in eager mode with grad the wrapper goes through ``_NormReluPoolFuncti
 calls the fast backward op, except when the backward itself is being differentiated
 (``create_graph=True``, as DC's synthetic gradients and MTT's unrolled steps are): then it recomputes
 the unfused chain (the reference, pooled by strided adds on CPU) from the saved (x, weight, bias) and
-differentiates that with ``create_graph=True``, which is correct to any order. ``torch.library.register_autograd`` on the op
-(direct op calls, ``opcheck``, ``torch.compile``) always calls the backward op: first order only.
+differentiates that with ``create_graph=True``, which is correct to any order.
+``torch.library.register_autograd`` on the op (direct op calls, ``opcheck``, ``torch.compile``)
+always calls the backward op: first order only.
 """
 import torch
 import torch.nn.functional as F
