@@ -1,8 +1,11 @@
-"""ConvNet and ResNet-18 shapes for 1/3 channels at 28/32/64 px, and seeded initialisation."""
+"""ConvNet (fused and unfused blocks) and ResNet-18 shapes for 1/3 channels at 28/32/64 px, and seeded initialisation."""
 import pytest
 import torch
 
 from medistill.models import ConvNet, build_model
+from medistill.ops import has_ops
+
+needs_ops = pytest.mark.skipif(not has_ops(), reason="medistill._C not built")
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -54,3 +57,66 @@ def test_avgpool2x2_matches_avg_pool2d(size):
     torch.testing.assert_close(ours, want)
     g = torch.randn_like(want)
     torch.testing.assert_close(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(want, x, g)[0])
+
+
+def _fused_and_unfused(channels, size, seed=0):
+    fused = build_model("convnet", channels, 5, size, generator=torch.Generator().manual_seed(seed))
+    unfused = build_model("convnet", channels, 5, size, generator=torch.Generator().manual_seed(seed))
+    unfused.fused_blocks = False
+    return fused, unfused
+
+
+@needs_ops
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
+def test_fused_convnet_matches_unfused(channels, size):
+    fused, unfused = _fused_and_unfused(channels, size)
+    assert fused.state_dict().keys() == unfused.state_dict().keys()
+    x = torch.randn(6, channels, size, size)
+    y = torch.arange(6) % 5
+    grads = []
+    for net in (fused, unfused):
+        xi = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(net(xi), y)
+        grads.append((net(x), *torch.autograd.grad(loss, [xi, *net.parameters()])))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+@needs_ops
+def test_fused_convnet_functional_call_and_second_order():
+    """MTT's pattern: forward from a flat parameter vector, create_graph grads, then backward to it."""
+    from medistill.methods.flat_params import flatten_parameters, forward_flat
+
+    fused, unfused = _fused_and_unfused(1, 28)
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    results = []
+    for net in (fused, unfused):
+        w = flatten_parameters(net).double().requires_grad_(True)
+        net.double()
+        ce = torch.nn.functional.cross_entropy(forward_flat(net, w, x.double()), y)
+        (g,) = torch.autograd.grad(ce, w, create_graph=True)
+        w2 = w - 0.1 * g
+        (meta,) = torch.autograd.grad(w2.pow(2).sum(), w)
+        results.append((ce.detach(), g.detach(), meta))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
+
+
+def test_replaced_pool_or_flag_turns_fusion_off(monkeypatch):
+    from medistill.models import convnet
+
+    def fail(*args, **kwargs):
+        raise AssertionError("fused op called")
+
+    monkeypatch.setattr(convnet, "norm_relu_pool", fail)
+    x = torch.randn(2, 1, 28, 28)
+    net = ConvNet(1, 3, 28)
+    for name, module in list(net.features.named_children()):  # as benchmarks/published_loops.as_published does
+        if isinstance(module, convnet.AvgPool2x2):
+            setattr(net.features, name, torch.nn.AvgPool2d(2))
+    assert net(x).shape == (2, 3)
+    assert ConvNet(1, 3, 28, fused_blocks=False)(x).shape == (2, 3)
+    assert ConvNet(1, 3, 28, norm="batchnorm")(x).shape == (2, 3)
+    if has_ops():
+        with pytest.raises(AssertionError, match="fused op called"):
+            ConvNet(1, 3, 28)(x)

@@ -3,12 +3,22 @@
 depth × [Conv3×3 → norm → ReLU → AvgPool2d(2)] → flatten → Linear(features, K). At 28 px the first
 convolution pads by 3 (28+6-2 = 32) for any channel count, so a 28 px input gives the same
 128×4×4 = 2048 features as a 32 px one; the published code does this for 1 channel only.
+
+Fused blocks (``fused_blocks=True``, the default): a block Conv → GroupNorm(C, C) → ReLU →
+:class:`AvgPool2x2` runs as conv → :func:`medistill.ops.norm_relu_pool` (one kernel that reads the
+conv output once and writes the pooled quarter) whenever the compiled op serves the input's device
+and dtype; otherwise, and for any other block, the modules run one by one. The modules stay in
+``features`` either way, so parameter names, state_dicts and ``functional_call`` are unchanged.
+Replacing a block's pool or norm module (as ``benchmarks/published_loops.as_published`` does with
+``nn.AvgPool2d``) turns fusion off for that block.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..ops import has_cuda_kernels, has_ops, norm_relu_pool
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -50,12 +60,35 @@ def make_pool(kind: str) -> nn.Module:
     raise ValueError(f"unknown pooling {kind!r}; choose avgpooling, maxpooling or none")
 
 
+def _fusable(block: list[nn.Module]) -> bool:
+    """Whether four consecutive modules are Conv2d → GroupNorm(C, C, affine) → ReLU → AvgPool2x2."""
+    if len(block) != 4:
+        return False
+    conv, norm, relu, pool = block
+    return (isinstance(conv, nn.Conv2d) and type(norm) is nn.GroupNorm and norm.affine
+            and norm.num_groups == norm.num_channels and isinstance(relu, nn.ReLU) and type(pool) is AvgPool2x2)
+
+
+def _fused_op_serves(x: torch.Tensor) -> bool:
+    """Whether the compiled norm_relu_pool runs for x (else the unfused modules are faster)."""
+    if not has_ops():
+        return False
+    if x.device.type == "cpu":
+        return x.dtype in (torch.float32, torch.float64)
+    return x.device.type == "cuda" and has_cuda_kernels()
+
+
 class ConvNet(nn.Module):
-    """x: (B, C, H, W) → logits (B, K); ``embed(x)`` → (B, feature_dim)."""
+    """x: (B, C, H, W) → logits (B, K); ``embed(x)`` → (B, feature_dim).
+
+    ``fused_blocks``: run instance-norm/ReLU/avg-pool blocks through the fused op (see the module
+    doc); an attribute, so it can be switched on a built network.
+    """
 
     def __init__(self, channels: int, num_classes: int, image_size: int = 28, width: int = 128, depth: int = 3,
-                 norm: str = "instancenorm", pooling: str = "avgpooling"):
+                 norm: str = "instancenorm", pooling: str = "avgpooling", fused_blocks: bool = True):
         super().__init__()
+        self.fused_blocks = fused_blocks
         if channels < 1 or num_classes < 1 or depth < 1 or width < 1:
             raise ValueError("ConvNet needs channels, num_classes, width and depth ≥ 1")
         layers: list[nn.Module] = []
@@ -77,7 +110,22 @@ class ConvNet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → (B, feature_dim) flattened features."""
+        if self.fused_blocks and _fused_op_serves(x):
+            return self._fused_features(x).flatten(1)
         return self.features(x).flatten(1)
+
+    def _fused_features(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self.features)
+        i = 0
+        while i < len(layers):
+            if _fusable(layers[i : i + 4]):
+                conv, norm = layers[i], layers[i + 1]
+                x = norm_relu_pool(conv(x), norm.weight, norm.bias, norm.eps)
+                i += 4
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

@@ -12,10 +12,11 @@ from .distribution_match import distribution_match_loss
 from .dsa import dsa
 from .dsa_params import DSAParams, sample_dsa_params
 from .gradient_match import gradient_match_loss, gradient_match_loss_batched
+from .norm_relu_pool import norm_relu_pool
 from .trajectory_match import trajectory_match_loss
 
 __all__ = [
     "reference", "build_info", "has_ops", "has_cuda_kernels", "channel_normalize",
-    "dsa", "DSAParams", "sample_dsa_params", "DSAugment",
+    "norm_relu_pool", "dsa", "DSAParams", "sample_dsa_params", "DSAugment",
     "gradient_match_loss", "gradient_match_loss_batched", "distribution_match_loss", "trajectory_match_loss",
 ]

@@ -11,8 +11,9 @@ from .matching_losses import (
     gradient_match_loss_batched,
     trajectory_match_loss,
 )
+from .norm_relu_pool import norm_relu_pool
 
 __all__ = [
-    "channel_normalize", "dsa",
+    "channel_normalize", "dsa", "norm_relu_pool",
     "gradient_match_loss", "gradient_match_loss_batched", "distribution_match_loss", "trajectory_match_loss",
 ]
