@@ -156,7 +156,7 @@ def test_metrics_and_shared_random_baseline(breast, tmp_path):
 def test_divergence_stops_with_a_clear_error(breast, tmp_path):
     from medistill.methods.runner import DivergenceError
 
-    cfg = make_config("dm", 1, "quick", iterations=4, lr_img=1e30, **TINY)
+    cfg = make_config("dm", 1, "quick", iterations=4, lr_img=float("inf"), **TINY)
     with pytest.raises(DivergenceError, match="diverged.*lower lr_img"):
         distill(breast, "dm", cfg, tmp_path, progress=False)
     assert not (tmp_path / "synthetic_set.pt").exists()
