@@ -78,8 +78,8 @@ def test_fused_convnet_matches_unfused(channels, size):
         xi = x.clone().requires_grad_(True)
         loss = torch.nn.functional.cross_entropy(net(xi), y)
         grads.append((net(x), *torch.autograd.grad(loss, [xi, *net.parameters()])))
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+    for a, b in zip(*grads):  # float32 rounding differs by CPU (ATen's conv kernels per ISA): ~1e-4
+        torch.testing.assert_close(a, b, atol=5e-4, rtol=1e-3)
 
 
 @needs_ops

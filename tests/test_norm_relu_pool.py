@@ -200,7 +200,13 @@ def test_cuda_matches_cpu(dtype, shape):
     got, _ = forward_and_grads(norm_relu_pool, xc, weight.cuda(), bias.cuda(), grad_out.cuda().to(dtype))
     tol = tolerances(dtype) if dtype in (torch.float16, torch.bfloat16) else grad_tolerances(dtype)
     torch.testing.assert_close(got[0].to(cpu_dtype).cpu(), want[0], **tol)
-    torch.testing.assert_close(got[1].to(cpu_dtype).cpu(), want[1], **tol)
+    if dtype in (torch.float16, torch.bfloat16):
+        # A pre-activation within half-precision rounding of 0 can take the other side of the ReLU
+        # kink than in float32, which moves that element's gradient by O(1): allow 0.1 % of them.
+        close = torch.isclose(got[1].to(cpu_dtype).cpu(), want[1], **tol)
+        assert close.float().mean() > 0.999, f"{(~close).sum()} of {close.numel()} grad_x elements differ"
+    else:
+        torch.testing.assert_close(got[1].to(cpu_dtype).cpu(), want[1], **tol)
     big = dict(atol=5e-2, rtol=5e-2) if dtype in (torch.float16, torch.bfloat16) else tol
     for a, b in zip(got[2:], want[2:]):  # sums over the batch and the plane
         torch.testing.assert_close(a.to(cpu_dtype).cpu(), b, **big)

@@ -42,6 +42,11 @@ class MTT(DistillMethod):
         self.lr_optimizer = torch.optim.SGD([self.syn_lr], lr=config.lr_lr, momentum=config.momentum_lr)
         self.student = build_model(config.model, dataset.channels, dataset.num_classes,
                                    dataset.image_size).to(self.device)
+        # Every unrolled step is differentiated twice (create_graph), which the fused ConvNet block
+        # serves by recomputing the unfused chain: on the H200 that made an iteration 0.73x the
+        # published loop's speed (BENCHMARKS.md). MTT runs the modules one by one.
+        if hasattr(self.student, "fused_blocks"):
+            self.student.fused_blocks = False
         self._cache: dict[int, torch.Tensor] = {}
 
     def trajectory(self, index: int) -> torch.Tensor:

@@ -37,11 +37,15 @@ def norm_relu_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ep
 
 def _differentiable_chain(x, weight, bias, eps):
     """The reference chain as ATen ops, differentiable to any order: (B, C, H, W) → (B, C, H//2, W//2).
+    Half/bfloat16 input (the fused op under CUDA autocast) is normalised in float32, as autocast does.
 
     On CPU the 2×2 pool is two strided adds (as medistill.models.convnet.AvgPool2x2, which this layer
     cannot import): ATen's NCHW avg_pool2d and its backward are the slowest steps of the chain there.
     """
-    y = F.relu(F.group_norm(x, x.shape[1], weight, bias, eps))
+    if x.dtype in (torch.float16, torch.bfloat16):  # as autocast runs group_norm (and the fused op's stats)
+        y = F.relu(F.group_norm(x.float(), x.shape[1], weight.float(), bias.float(), eps)).to(x.dtype)
+    else:
+        y = F.relu(F.group_norm(x, x.shape[1], weight, bias, eps))
     if y.device.type != "cpu":
         return F.avg_pool2d(y, 2)
     h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
