@@ -194,8 +194,14 @@ def test_bad_input_names_problem():
 @pytest.mark.parametrize("shape", [(4, 128, 32, 32), (3, 2, 5, 7), (2, 3, 40, 40)])
 def test_cuda_matches_cpu(dtype, shape):
     cpu_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    half = dtype in (torch.float16, torch.bfloat16)
     x, weight, bias = make(cpu_dtype, shape)
+    if half:  # the CPU reference sees the same rounded inputs as the half-precision kernel
+        x = x.to(dtype).to(cpu_dtype)
     want, grad_out = forward_and_grads(norm_relu_pool, x, weight, bias)
+    if half:
+        grad_out = grad_out.to(dtype).to(cpu_dtype)
+        want, _ = forward_and_grads(norm_relu_pool, x, weight, bias, grad_out)
     xc = x.cuda().to(dtype).contiguous(memory_format=torch.channels_last)
     got, _ = forward_and_grads(norm_relu_pool, xc, weight.cuda(), bias.cuda(), grad_out.cuda().to(dtype))
     tol = tolerances(dtype) if dtype in (torch.float16, torch.bfloat16) else grad_tolerances(dtype)
@@ -207,9 +213,12 @@ def test_cuda_matches_cpu(dtype, shape):
         assert close.float().mean() > 0.999, f"{(~close).sum()} of {close.numel()} grad_x elements differ"
     else:
         torch.testing.assert_close(got[1].to(cpu_dtype).cpu(), want[1], **tol)
-    big = dict(atol=5e-2, rtol=5e-2) if dtype in (torch.float16, torch.bfloat16) else tol
-    for a, b in zip(got[2:], want[2:]):  # sums over the batch and the plane
-        torch.testing.assert_close(a.to(cpu_dtype).cpu(), b, **big)
+    for a, b in zip(got[2:], want[2:]):  # sums over the batch and the plane (of ~4,000 terms)
+        if half:  # to the sum's scale: each term is rounded to half precision on the way
+            scale = b.abs().max().item()
+            torch.testing.assert_close(a.to(cpu_dtype).cpu(), b, atol=2e-2 * scale, rtol=0)
+        else:
+            torch.testing.assert_close(a.to(cpu_dtype).cpu(), b, **tol)
 
 
 @requires_cuda
