@@ -31,11 +31,15 @@ CALLS = {"S": 6, "M": 1}
 def allocator_policy():
     """``MEDISTILL_BENCH_KEEP_FREED=both``: both sides with the allocator policy medistill's CLI
     sets on CPU (freed memory kept in the heap; ``medistill/cpu_allocator.py``); otherwise glibc's
-    defaults for both. Each call allocates its (B, C, H, W) output and gradient, which glibc maps
-    and page-faults afresh once the freed heap top is trimmed."""
-    keep_freed_memory(os.environ.get("MEDISTILL_BENCH_KEEP_FREED") == "both")
+    defaults for both, untouched. Each call allocates its (B, C, H, W) output and gradient, which
+    glibc maps and page-faults afresh once the freed heap top is trimmed. glibc cannot go back to
+    its adaptive thresholds once the policy was set: run the "both" case in its own process."""
+    keep = os.environ.get("MEDISTILL_BENCH_KEEP_FREED") == "both"
+    if keep:
+        keep_freed_memory(True)
     yield
-    keep_freed_memory(False)
+    if keep:
+        keep_freed_memory(False)
 
 
 @pytest.mark.parametrize("mode", ["S", "M"])

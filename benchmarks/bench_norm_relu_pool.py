@@ -1,10 +1,13 @@
 """norm_relu_pool, forward+backward: the fused op vs the unfused reference chain
 F.group_norm(x, C, weight, bias) → F.relu → F.avg_pool2d(2), for ConvNet-3 block shapes.
 
-Both sides run with medistill's CPU allocator policy (freed memory kept in the heap,
-``medistill.cpu_allocator.keep_freed_memory()`` called at import of this module), so the ratio
-measures the fusion, not page faults on fresh 134 MB activations.
+Run it with ``MEDISTILL_BENCH_KEEP_FREED=both`` (both sides with medistill's CPU allocator policy:
+freed memory kept in the heap, as the CLI sets it) so the ratio measures the fusion, not page
+faults on fresh 134 MB activations; without it both sides run with glibc's defaults. Run it in its
+own pytest process: glibc cannot go back to its adaptive thresholds once the policy was set.
 """
+import os
+
 import pytest
 import torch
 
@@ -12,7 +15,16 @@ from benchmarks.conftest import synchronize
 from medistill.cpu_allocator import keep_freed_memory
 from medistill.ops import norm_relu_pool, reference
 
-keep_freed_memory()
+
+@pytest.fixture(autouse=True, scope="module")
+def allocator_policy():
+    """The policy for both sides when ``MEDISTILL_BENCH_KEEP_FREED=both``; else glibc untouched."""
+    keep = os.environ.get("MEDISTILL_BENCH_KEEP_FREED") == "both"
+    if keep:
+        keep_freed_memory(True)
+    yield
+    if keep:
+        keep_freed_memory(False)
 
 
 @pytest.mark.parametrize("shape", [(256, 128, 32, 32), (256, 128, 16, 16), (10, 128, 32, 32)])
