@@ -15,31 +15,18 @@ as ONE CUDA graph (sampling from a registered generator, the op, the autograd ba
 against the same eager reference. The reference itself cannot be captured: it reads which
 families are on back to the host (one sync per call). Its group name says so.
 """
-import os
-
 import pytest
 import torch
 
 from benchmarks.conftest import synchronize
-from medistill.cpu_allocator import keep_freed_memory
 from medistill.ops import dsa, reference, sample_dsa_params
 
 CALLS = {"S": 6, "M": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def allocator_policy():
-    """``MEDISTILL_BENCH_KEEP_FREED=both``: both sides with the allocator policy medistill's CLI
-    sets on CPU (freed memory kept in the heap; ``medistill/cpu_allocator.py``); otherwise glibc's
-    defaults for both, untouched. Each call allocates its (B, C, H, W) output and gradient, which
-    glibc maps and page-faults afresh once the freed heap top is trimmed. glibc cannot go back to
-    its adaptive thresholds once the policy was set: run the "both" case in its own process."""
-    keep = os.environ.get("MEDISTILL_BENCH_KEEP_FREED") == "both"
-    if keep:
-        keep_freed_memory(True)
-    yield
-    if keep:
-        keep_freed_memory(False)
+# Each call allocates its (B, C, H, W) output and gradient, which glibc maps and page-faults afresh
+# once the freed heap top is trimmed: MEDISTILL_BENCH_KEEP_FREED=both shows the CLI's policy.
+pytestmark = pytest.mark.usefixtures("op_allocator_policy")
 
 
 @pytest.mark.parametrize("mode", ["S", "M"])

@@ -29,10 +29,16 @@ KEEP_FREED = os.environ.get("MEDISTILL_BENCH_KEEP_FREED", "medistill")
 
 @pytest.fixture(autouse=True)
 def allocator_policy(impl):
-    """medistill's CLI allocator policy for the medistill side (see the module doc)."""
-    keep_freed_memory(KEEP_FREED == "both" or (KEEP_FREED == "medistill" and impl == "medistill"))
+    """medistill's CLI allocator policy for the medistill side (see the module doc). glibc cannot
+    return to its adaptive thresholds once the policy was set, so a side that runs after it in the
+    same process gets glibc's static defaults instead: for the default comparison run the sides in
+    separate processes (``-k reference`` / ``-k medistill``)."""
+    keep = KEEP_FREED == "both" or (KEEP_FREED == "medistill" and impl == "medistill")
+    if keep:
+        keep_freed_memory(True)
     yield
-    keep_freed_memory(False)
+    if keep:
+        keep_freed_memory(False)
 
 
 @pytest.fixture(scope="module")

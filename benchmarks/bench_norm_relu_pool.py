@@ -6,25 +6,13 @@ freed memory kept in the heap, as the CLI sets it) so the ratio measures the fus
 faults on fresh 134 MB activations; without it both sides run with glibc's defaults. Run it in its
 own pytest process: glibc cannot go back to its adaptive thresholds once the policy was set.
 """
-import os
-
 import pytest
 import torch
 
 from benchmarks.conftest import synchronize
-from medistill.cpu_allocator import keep_freed_memory
 from medistill.ops import norm_relu_pool, reference
 
-
-@pytest.fixture(autouse=True, scope="module")
-def allocator_policy():
-    """The policy for both sides when ``MEDISTILL_BENCH_KEEP_FREED=both``; else glibc untouched."""
-    keep = os.environ.get("MEDISTILL_BENCH_KEEP_FREED") == "both"
-    if keep:
-        keep_freed_memory(True)
-    yield
-    if keep:
-        keep_freed_memory(False)
+pytestmark = pytest.mark.usefixtures("op_allocator_policy")
 
 
 @pytest.mark.parametrize("shape", [(256, 128, 32, 32), (256, 128, 16, 16), (10, 128, 32, 32)])

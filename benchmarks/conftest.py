@@ -70,3 +70,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if out:
         with open(out, "w") as f:
             json.dump({"threads": THREADS, "device": device, "torch": torch.__version__, "rows": rows}, f, indent=1)
+
+
+@pytest.fixture(scope="module")
+def op_allocator_policy():
+    """``MEDISTILL_BENCH_KEEP_FREED=both``: both sides of an op benchmark with the allocator policy
+    medistill's CLI sets on CPU (freed memory kept in the heap; ``medistill/cpu_allocator.py``);
+    otherwise glibc's defaults, untouched. glibc cannot go back to its adaptive thresholds once the
+    policy was set, so run the "both" case in its own pytest process."""
+    from medistill.cpu_allocator import keep_freed_memory
+
+    keep = os.environ.get("MEDISTILL_BENCH_KEEP_FREED") == "both"
+    if keep:
+        keep_freed_memory(True)
+    yield
+    if keep:
+        keep_freed_memory(False)
+
