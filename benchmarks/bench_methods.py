@@ -66,10 +66,26 @@ def expert_bank(generated, tmp_path_factory):
     return folder
 
 
+def dm_step(impl, method):
+    """One DM iteration: medistill's, or the published loop on the same method state."""
+    return method.step if impl == "medistill" else (lambda: published_loops.dm_iteration(method))
+
+
+def dc_outer_step(impl, method):
+    """One DC/DSA outer step on a fresh network (the published network for the reference side)."""
+    net = method.sample_network()
+    if impl == "reference":
+        published_loops.as_published(net)
+    params = list(net.parameters())
+    if impl == "medistill":
+        return lambda: method.outer_step(net, params)
+    return lambda: published_loops.dc_outer_step(method, net)
+
+
 def test_dm_iteration(benchmark, impl, generated, device):
     benchmark.group = f"[{device.type}] DM iteration (10 classes, 256 real/class, IPC 10)"
     method = make_method("dm", generated, make_config("dm", 10, batch_real=256), device=str(device))
-    step = method.step if impl == "medistill" else (lambda: published_loops.dm_iteration(method))
+    step = dm_step(impl, method)
 
     def run():
         step()
@@ -82,16 +98,10 @@ def test_dm_iteration(benchmark, impl, generated, device):
 def test_dc_outer_step(benchmark, impl, generated, device, name):
     benchmark.group = f"[{device.type}] {name.upper()} outer step (10 classes, 256 real/class, IPC 10)"
     method = make_method(name, generated, make_config(name, 10, batch_real=256), device=str(device))
-    net = method.sample_network()
-    if impl == "reference":
-        published_loops.as_published(net)
-    params = list(net.parameters())
+    step = dc_outer_step(impl, method)
 
     def run():
-        if impl == "medistill":
-            method.outer_step(net, params)
-        else:
-            published_loops.dc_outer_step(method, net)
+        step()
         synchronize(device)
 
     benchmark.pedantic(run, rounds=2, warmup_rounds=1)
@@ -123,15 +133,7 @@ def test_bf16_autocast(benchmark, impl, generated, device, name):
     benchmark.group = f"[cuda] {what} (10 classes, 256 real/class, IPC 10), medistill amp=bf16 vs published float32"
     amp = "bf16" if impl == "medistill" else "off"
     method = make_method(name, generated, make_config(name, 10, batch_real=256, amp=amp), device=str(device))
-    if name == "dm":
-        step = method.step if impl == "medistill" else (lambda: published_loops.dm_iteration(method))
-    else:
-        net = method.sample_network()
-        if impl == "reference":
-            published_loops.as_published(net)
-        params = list(net.parameters())
-        step = ((lambda: method.outer_step(net, params)) if impl == "medistill"
-                else (lambda: published_loops.dc_outer_step(method, net)))
+    step = dm_step(impl, method) if name == "dm" else dc_outer_step(impl, method)
 
     def run():
         step()

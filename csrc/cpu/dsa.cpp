@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../common/checks.h"
+#include "../common/dsa_checks.h"
 #include "../common/dsa_math.h"
 #include "x86_dispatch.h"
 
@@ -31,30 +32,9 @@ using dsa::Plan;
 
 void check_args(const char* op, const char* name, const at::Tensor& x, const at::Tensor& ints,
                 const at::Tensor& floats) {
-  MEDISTILL_CHECK_FLOAT(op, name, x);
-  MEDISTILL_CHECK_DIM(op, name, x, 4);
-  MEDISTILL_CHECK_DIM(op, "ints", ints, 2);
-  MEDISTILL_CHECK_DIM(op, "floats", floats, 2);
-  MEDISTILL_CHECK_SAME_DEVICE(op, x, ints);
-  MEDISTILL_CHECK_SAME_DEVICE(op, x, floats);
+  dsa_check_args(op, name, x, ints, floats);
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
               ": the CPU kernel supports float32 and float64, got ", x.scalar_type());
-  TORCH_CHECK(at::isIntegralType(ints.scalar_type(), /*includeBool=*/false), op,
-              ": ints must be an integer tensor, got ", ints.scalar_type());
-  MEDISTILL_CHECK_FLOAT(op, "floats", floats);
-  TORCH_CHECK(ints.size(1) == dsa::kNumInts && floats.size(1) == dsa::kNumFloats, op, ": params must be (P, ",
-              dsa::kNumInts, ") ints and (P, ", dsa::kNumFloats, ") floats, got ", ints.sizes(), " and ",
-              floats.sizes());
-  TORCH_CHECK(ints.size(0) == floats.size(0), op, ": ints and floats disagree on the params batch size (",
-              ints.size(0), " vs ", floats.size(0), ")");
-  TORCH_CHECK(ints.size(0) == 1 || ints.size(0) == x.size(0), op, ": params batch size ", ints.size(0),
-              " must be 1 (a Siamese draw) or match the batch size of ", name, " (", x.size(0), ")");
-}
-
-// Params as `dtype` with unit column stride; rows may have any stride (a view, or 0 when expanded).
-at::Tensor params_rows(const at::Tensor& t, at::ScalarType dtype) {
-  at::Tensor r = t.to(dtype);
-  return r.stride(1) == 1 ? r : r.contiguous();
 }
 
 template <typename T>
@@ -448,8 +428,8 @@ at::Tensor run_batch(const char* op, const char* name, const at::Tensor& input, 
                      const at::Tensor& floats, bool align_corners, bool compose_affine) {
   check_args(op, name, input, ints, floats);
   at::Tensor xc = input.contiguous();
-  const at::Tensor ip = params_rows(ints, at::kInt);
-  const at::Tensor fp = params_rows(floats, at::kFloat);
+  const at::Tensor ip = dsa_params_rows(ints, at::kInt);
+  const at::Tensor fp = dsa_params_rows(floats, at::kFloat);
   at::Tensor out = at::empty(xc.sizes(), xc.options());
   if (xc.numel() == 0) return out;
   const int64_t B = xc.size(0), C = xc.size(1), H = xc.size(2), W = xc.size(3);

@@ -23,6 +23,7 @@
 #include <algorithm>
 
 #include "../common/checks.h"
+#include "../common/dsa_checks.h"
 #include "../common/dsa_math.h"
 #include "launch.h"
 
@@ -30,32 +31,6 @@ namespace medistill {
 namespace {
 
 constexpr int kReduceThreads = 256;  // block size of the per-sample kernels (a multiple of 32)
-
-void check_args(const char* op, const char* name, const at::Tensor& x, const at::Tensor& ints,
-                const at::Tensor& floats) {
-  MEDISTILL_CHECK_FLOAT(op, name, x);
-  MEDISTILL_CHECK_DIM(op, name, x, 4);
-  MEDISTILL_CHECK_DIM(op, "ints", ints, 2);
-  MEDISTILL_CHECK_DIM(op, "floats", floats, 2);
-  MEDISTILL_CHECK_SAME_DEVICE(op, x, ints);
-  MEDISTILL_CHECK_SAME_DEVICE(op, x, floats);
-  TORCH_CHECK(at::isIntegralType(ints.scalar_type(), /*includeBool=*/false), op,
-              ": ints must be an integer tensor, got ", ints.scalar_type());
-  MEDISTILL_CHECK_FLOAT(op, "floats", floats);
-  TORCH_CHECK(ints.size(1) == dsa::kNumInts && floats.size(1) == dsa::kNumFloats, op, ": params must be (P, ",
-              dsa::kNumInts, ") ints and (P, ", dsa::kNumFloats, ") floats, got ", ints.sizes(), " and ",
-              floats.sizes());
-  TORCH_CHECK(ints.size(0) == floats.size(0), op, ": ints and floats disagree on the params batch size (",
-              ints.size(0), " vs ", floats.size(0), ")");
-  TORCH_CHECK(ints.size(0) == 1 || ints.size(0) == x.size(0), op, ": params batch size ", ints.size(0),
-              " must be 1 (a Siamese draw) or match the batch size of ", name, " (", x.size(0), ")");
-}
-
-// Params as `dtype` with unit column stride; rows may have any stride (a view, or 0 when expanded).
-at::Tensor params_rows(const at::Tensor& t, at::ScalarType dtype) {
-  at::Tensor r = t.to(dtype);
-  return r.stride(1) == 1 ? r : r.contiguous();
-}
 
 // Sum over the block (blockDim.x == kReduceThreads); every thread gets the total.
 template <typename acc_t>
@@ -179,11 +154,11 @@ unsigned int per_sample_grid(int64_t batch) {
 at::Tensor dsa_cuda(const at::Tensor& x, const at::Tensor& ints, const at::Tensor& floats, bool align_corners,
                     bool compose_affine) {
   const char* op = "medistill::dsa";
-  check_args(op, "x", x, ints, floats);
+  dsa_check_args(op, "x", x, ints, floats);
   c10::cuda::CUDAGuard guard(x.device());
   at::Tensor xc = x.contiguous();
-  const at::Tensor ip = params_rows(ints, at::kInt);
-  const at::Tensor fp = params_rows(floats, at::kFloat);
+  const at::Tensor ip = dsa_params_rows(ints, at::kInt);
+  const at::Tensor fp = dsa_params_rows(floats, at::kFloat);
   at::Tensor out = at::empty(xc.sizes(), xc.options());
   const int64_t n = xc.numel();
   if (n == 0) return out;
@@ -207,11 +182,11 @@ at::Tensor dsa_cuda(const at::Tensor& x, const at::Tensor& ints, const at::Tenso
 at::Tensor dsa_backward_cuda(const at::Tensor& grad_out, const at::Tensor& ints, const at::Tensor& floats,
                              bool align_corners, bool compose_affine) {
   const char* op = "medistill::dsa_backward";
-  check_args(op, "grad_out", grad_out, ints, floats);
+  dsa_check_args(op, "grad_out", grad_out, ints, floats);
   c10::cuda::CUDAGuard guard(grad_out.device());
   at::Tensor g = grad_out.contiguous();
-  const at::Tensor ip = params_rows(ints, at::kInt);
-  const at::Tensor fp = params_rows(floats, at::kFloat);
+  const at::Tensor ip = dsa_params_rows(ints, at::kInt);
+  const at::Tensor fp = dsa_params_rows(floats, at::kFloat);
   at::Tensor gx = at::empty(g.sizes(), g.options());
   const int64_t n = g.numel();
   if (n == 0) return gx;
