@@ -1,8 +1,8 @@
 // Autograd of dsa / dsa_backward in C++ (the Autograd dispatch key), so an eager call with grad
-// costs no Python. DSA is linear in x: dsa(x) = A x, and dsa_backward(g) = A^T g. Each op's
-// derivative is therefore the other op, and because the backward goes through the other op's
-// autograd too, derivatives of any order are exact (the double backward of dsa is dsa itself).
-// The params (ints, floats) and the flags are constants: no gradient.
+// costs no Python. DSA is affine in x: dsa(x) = A x + b (b: the brightness shift, moved by the
+// geometry), and dsa_backward(g) = A^T g. So the gradient of dsa is dsa_backward, and the gradient
+// of dsa_backward is A v = dsa(v) - dsa(0). Each backward goes through the other op's autograd, so
+// derivatives of any order are exact. The params (ints, floats) and the flags are constants.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/autograd.h>

@@ -1,4 +1,4 @@
-// Argument checks of dsa / dsa_backward and the params layout both kernels read, shared by the CPU
+// Argument checks of dsa / dsa_backward / dsa_sample and the params layout the kernels read, shared by the CPU
 // and CUDA kernels; every failure names the op and the problem.
 #pragma once
 #include <ATen/core/Tensor.h>
@@ -36,6 +36,24 @@ inline void dsa_check_args(const char* op, const char* name, const at::Tensor& x
 inline at::Tensor dsa_params_rows(const at::Tensor& t, at::ScalarType dtype) {
   at::Tensor r = t.to(dtype);
   return r.stride(1) == 1 ? r : r.contiguous();
+}
+
+// dsa_sample's constants: offset, span (kNumUniforms,) float32 and token_bits (n,) int32, n >= 1, on
+// one device; rows >= 0.
+inline void dsa_sample_check_args(const at::Tensor& offset, const at::Tensor& span, const at::Tensor& token_bits,
+                                  int64_t rows) {
+  const char* op = "medistill::dsa_sample";
+  TORCH_CHECK(rows >= 0, op, ": rows must be non-negative, got ", rows);
+  TORCH_CHECK(offset.scalar_type() == at::kFloat && span.scalar_type() == at::kFloat, op,
+              ": offset and span must be float32");
+  TORCH_CHECK(offset.dim() == 1 && offset.size(0) == dsa::kNumUniforms && span.dim() == 1 &&
+                  span.size(0) == dsa::kNumUniforms,
+              op, ": offset and span must be (", dsa::kNumUniforms, ",), got ", offset.sizes(), " and ", span.sizes());
+  TORCH_CHECK(token_bits.scalar_type() == at::kInt && token_bits.dim() == 1 && token_bits.numel() >= 1, op,
+              ": token_bits must be a non-empty (n,) int32 tensor, got ", token_bits.scalar_type(), " ",
+              token_bits.sizes());
+  MEDISTILL_CHECK_SAME_DEVICE(op, offset, span);
+  MEDISTILL_CHECK_SAME_DEVICE(op, offset, token_bits);
 }
 
 }  // namespace medistill

@@ -9,42 +9,27 @@
 #include <optional>
 #include <tuple>
 
-#include "../common/checks.h"
+#include "../common/dsa_checks.h"
 #include "../common/dsa_math.h"
 
 namespace medistill {
 namespace {
 
-void check_sample_args(const at::Tensor& offset, const at::Tensor& span, const at::Tensor& token_bits,
-                       int64_t rows) {
-  const char* op = "medistill::dsa_sample";
-  TORCH_CHECK(rows >= 0, op, ": rows must be non-negative, got ", rows);
-  TORCH_CHECK(offset.scalar_type() == at::kFloat && span.scalar_type() == at::kFloat, op,
-              ": offset and span must be float32");
-  TORCH_CHECK(offset.dim() == 1 && offset.size(0) == dsa::kNumUniforms && span.dim() == 1 &&
-                  span.size(0) == dsa::kNumUniforms,
-              op, ": offset and span must be (", dsa::kNumUniforms, ",), got ", offset.sizes(), " and ", span.sizes());
-  TORCH_CHECK(token_bits.scalar_type() == at::kInt && token_bits.dim() == 1 && token_bits.numel() >= 1, op,
-              ": token_bits must be a non-empty (n,) int32 tensor, got ", token_bits.scalar_type(), " ",
-              token_bits.sizes());
-  MEDISTILL_CHECK_SAME_DEVICE(op, offset, span);
-  MEDISTILL_CHECK_SAME_DEVICE(op, offset, token_bits);
-}
-
 std::tuple<at::Tensor, at::Tensor> dsa_sample_cpu(const at::Tensor& offset, const at::Tensor& span,
                                                   const at::Tensor& token_bits, int64_t rows, bool pick_family,
                                                   std::optional<at::Generator> generator) {
-  check_sample_args(offset, span, token_bits, rows);
+  dsa_sample_check_args(offset, span, token_bits, rows);
   const at::Tensor u = at::rand({rows, dsa::kNumUniforms}, generator, offset.options());
   at::Tensor ints = at::empty({rows, dsa::kNumInts}, offset.options().dtype(at::kInt));
   at::Tensor floats = at::empty({rows, dsa::kNumFloats}, offset.options());
   const at::Tensor o = offset.contiguous(), s = span.contiguous(), t = token_bits.contiguous();
-  const float* up = u.data_ptr<float>();
+  const float *up = u.data_ptr<float>(), *op = o.data_ptr<float>(), *sp = s.data_ptr<float>();
+  const int32_t* tp = t.data_ptr<int32_t>();
   int32_t* ip = ints.data_ptr<int32_t>();
   float* fp = floats.data_ptr<float>();
   for (int64_t r = 0; r < rows; ++r)
-    dsa::sample_row(up + r * dsa::kNumUniforms, up[0], o.data_ptr<float>(), s.data_ptr<float>(), t.data_ptr<int32_t>(),
-                    t.numel(), pick_family, ip + r * dsa::kNumInts, fp + r * dsa::kNumFloats);
+    dsa::sample_row(up + r * dsa::kNumUniforms, up[0], op, sp, tp, t.numel(), pick_family, ip + r * dsa::kNumInts,
+                    fp + r * dsa::kNumFloats);
   return {ints, floats};
 }
 

@@ -12,7 +12,7 @@
 #include <optional>
 #include <tuple>
 
-#include "../common/checks.h"
+#include "../common/dsa_checks.h"
 #include "../common/dsa_math.h"
 #include "launch.h"
 
@@ -32,16 +32,7 @@ __global__ void dsa_sample_kernel(const float* __restrict__ u, const float* __re
 std::tuple<at::Tensor, at::Tensor> dsa_sample_cuda(const at::Tensor& offset, const at::Tensor& span,
                                                    const at::Tensor& token_bits, int64_t rows, bool pick_family,
                                                    std::optional<at::Generator> generator) {
-  const char* op = "medistill::dsa_sample";
-  TORCH_CHECK(rows >= 0, op, ": rows must be non-negative, got ", rows);
-  TORCH_CHECK(offset.scalar_type() == at::kFloat && span.scalar_type() == at::kFloat, op,
-              ": offset and span must be float32");
-  TORCH_CHECK(offset.numel() == dsa::kNumUniforms && span.numel() == dsa::kNumUniforms, op, ": offset and span must be (",
-              dsa::kNumUniforms, ",)");
-  TORCH_CHECK(token_bits.scalar_type() == at::kInt && token_bits.numel() >= 1, op,
-              ": token_bits must be a non-empty int32 tensor");
-  MEDISTILL_CHECK_SAME_DEVICE(op, offset, span);
-  MEDISTILL_CHECK_SAME_DEVICE(op, offset, token_bits);
+  dsa_sample_check_args(offset, span, token_bits, rows);
   c10::cuda::CUDAGuard guard(offset.device());
   const at::Tensor u = at::rand({rows, dsa::kNumUniforms}, generator, offset.options());
   at::Tensor ints = at::empty({rows, dsa::kNumInts}, offset.options().dtype(at::kInt));

@@ -7,8 +7,9 @@ applies to a batch of any size). Returns the augmented (B, C, H, W) batch, conti
 Differentiable w.r.t. x (params are constants). The op is a pure function of (x, params).
 
 Autograd: registered in C++ (csrc/dsa_autograd.cpp), so an eager call with grad runs no Python
-between the kernels. dsa is linear in x, so its backward is ``dsa_backward`` (the adjoint) and the
-backward of that is ``dsa`` again: gradients of any order are exact.
+between the kernels. dsa is affine in x (A x + b, b from brightness), so its backward is
+``dsa_backward`` (A^T g) and the backward of that is A v = dsa(v) - dsa(0): gradients of any order
+are exact.
 """
 import torch
 
