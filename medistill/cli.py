@@ -211,7 +211,7 @@ def cmd_experts(args) -> int:
 def _experts(args, dataset, dist) -> int:
     from tqdm.auto import tqdm
 
-    from .distributed import expert_shard
+    from .distributed import expert_shard, leave_together
     from .methods import ExpertConfig, build_experts
 
     config = ExpertConfig(num_experts=args.num_experts, epochs=args.epochs, lr=args.lr, seed=args.seed,
@@ -232,8 +232,9 @@ def _experts(args, dataset, dist) -> int:
     bar = tqdm(total=len(mine), desc="experts", unit="expert", disable=not dist.is_main)
     build_experts(dataset, config, out, device=dist.device, on_expert=lambda _: bar.update(1), dist=dist)
     bar.close()
+    leave_together(dist, "leaving the process group after the expert bank")
     if dist.is_distributed:
-        print(f"rank {dist.rank}: experts {mine} ready in {out} (the bank is complete when every rank has exited 0)")
+        print(f"rank {dist.rank}: experts {mine} ready in {out}; every rank has finished its share, the bank is complete")
     else:
         print(f"expert bank ready: {out}")
     return 0

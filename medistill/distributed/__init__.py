@@ -10,9 +10,9 @@ from .collectives import (DistributedError, all_gather_objects, all_gather_rows,
 from .config_check import check_same_config
 from .context import DistContext
 from .fault_injection import maybe_inject_failure
-from .launch import shutdown, start_from_environment
+from .launch import leave_together, shutdown, start_from_environment
 from .sharding import SHARDING, class_shard, expert_shard
 
 __all__ = ["DistContext", "DistributedError", "SHARDING", "all_gather_objects", "all_gather_rows", "all_reduce_sum",
-           "barrier", "check_same_config", "class_shard", "expert_shard", "main_then_share", "maybe_inject_failure",
+           "barrier", "check_same_config", "class_shard", "expert_shard", "leave_together", "main_then_share", "maybe_inject_failure",
            "shutdown", "start_from_environment"]

@@ -12,7 +12,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .collectives import DistributedError
+from .collectives import DistributedError, barrier
 from .context import DistContext
 from .sharding import class_shard
 
@@ -62,6 +62,17 @@ def start_from_environment(timeout_s: float = 300.0, device: str = "cpu",
 
 
 def shutdown(ctx: DistContext) -> None:
-    """Leave the process group (a no-op for one process)."""
+    """Leave the process group now, without waiting for the others (a no-op for one process, or once
+    left). The error path: a rank that failed must not wait at a barrier the others never reach."""
     if ctx.is_distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def leave_together(ctx: DistContext, what: str) -> None:
+    """Every rank leaves the process group at the same point, after the job's last collective: a
+    barrier, then :func:`shutdown`. A gloo rank that destroys its group while another rank still
+    holds it open (rank 0 evaluating, say) can abort at exit in gloo's teardown ("terminate called
+    without an active exception"), so no rank leaves early. A no-op for one process, or once left."""
+    if ctx.is_distributed and dist.is_initialized():
+        barrier(ctx, what)
+        shutdown(ctx)

@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from ..data import ImageDataset
 from ..data.zca import whiten_dataset
 from ..data.imageset import environment_versions
-from ..distributed import DistContext, all_reduce_sum, check_same_config, main_then_share, maybe_inject_failure
+from ..distributed import (DistContext, all_reduce_sum, check_same_config, leave_together, main_then_share,
+                           maybe_inject_failure)
 from ..evaluate import EvalConfig, evaluate_images
 from ..selection import select
 from .augmentation import DSAPair
@@ -161,12 +162,14 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
     if pending:
         losses += all_reduce_sum(dist, torch.stack(pending), "summing the losses over ranks").tolist()
     if method.iteration < config.iterations:
+        leave_together(dist, "leaving the process group after the last checkpoint")
         return RunResult(folder, None, f"stopped at iteration {method.iteration}/{config.iterations}")
 
     metadata = {"dataset": dataset.name, "dataset_md5": dataset.md5, "method": method_name, "ipc": config.ipc,
                 "seed": config.seed, "hyperparameters": config_dict(config), "iterations": config.iterations,
                 "evaluate_with_dsa": method.uses_dsa, "versions": environment_versions()}
-    synthetic = method.synthetic_set(metadata)  # a collective when distributed
+    synthetic = method.synthetic_set(metadata)  # a collective when distributed: the last one
+    leave_together(dist, "leaving the process group after gathering the synthetic set")
     if not dist.is_main:
         return RunResult(folder, None, f"rank {dist.rank}: classes {method.classes.start}–{method.classes.stop - 1} "
                                        f"done; rank 0 writes {folder}\n")
