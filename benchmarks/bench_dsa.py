@@ -4,7 +4,8 @@ Each round draws fresh params (``sample_dsa_params``, the same sampler for both 
 and runs forward + backward on x. Mode 'S' picks a random family per call, so a round is
 ``CALLS['S']`` calls (one seeded generator per case, the same seed for both implementations) to
 time a mix of families rather than whichever one a single draw picks; mode 'M' is one call
-(every family, exact sequential flip/scale/rotate as published). Run:
+(every family, exact sequential flip/scale/rotate as published). Both implementations run the
+same fixed number of rounds from the same seed, so they time the same draws. Run:
 
     python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider
     MEDISTILL_BENCH_DEVICE=cuda python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider
@@ -22,6 +23,7 @@ from benchmarks.conftest import synchronize
 from medistill.ops import dsa, reference, sample_dsa_params
 
 CALLS = {"S": 6, "M": 1}
+ROUNDS = {10: 200, 256: 60}
 
 
 # Each call allocates its (B, C, H, W) output and gradient, which glibc maps and page-faults afresh
@@ -48,7 +50,10 @@ def test_dsa(benchmark, impl, batch, shape, mode, device):
             torch.autograd.grad(out, x, grad_out)
         synchronize(device)
 
-    benchmark(step)
+    # A fixed number of rounds from the same seed: both implementations time the same sequence of
+    # draws (in mode 'S', the same families in the same rounds), not whatever mix their own round
+    # count happened to reach.
+    benchmark.pedantic(step, rounds=ROUNDS[batch], warmup_rounds=2, iterations=1)
 
 
 @pytest.mark.parametrize("mode", ["S", "M"])

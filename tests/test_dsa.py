@@ -363,6 +363,44 @@ def test_scale_far_outside_dsa_range_matches_reference(scale):
                                **RESAMPLE_TOL[torch.float32])
 
 
+@needs_ops
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (9, 17), (28, 33)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("family", ["scale", "rotate"])
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_resampling_of_odd_sizes_matches_reference(family, channels, size):
+    """The float32 CPU resamplers work in blocks (scale: 8 columns through a 16-wide window; rotate:
+    4 pixels through zero-padded planes): widths below one block, odd widths and a partial last
+    block, any channel count, must still equal the reference forward and backward."""
+    H, W = size
+    bits = FAMILY_BITS[family]
+    params = params_by_hand(4, H, W, bits, scale=(0.85, 1.18), angle=0.23) if family == "scale" else \
+        params_by_hand(4, H, W, bits, angle=-0.26)
+    x = make_x(4, channels, H, W).requires_grad_(True)
+    g = make_x(4, channels, H, W, seed=3)
+    for align_corners in (False, True):
+        out = dsa(x, params, align_corners=align_corners)
+        want = reference.dsa(x, params, align_corners=align_corners)
+        torch.testing.assert_close(out, want, **RESAMPLE_TOL[torch.float32])
+        torch.testing.assert_close(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(want, x, g)[0],
+                                   **RESAMPLE_TOL[torch.float32])
+
+
+def test_rotate_ignores_non_finite_pixels_it_does_not_read():
+    """Rotate's out-of-image taps read a zero pad (not a clamped edge pixel times weight 0), so an inf
+    on the image border reaches only the outputs that sample it, as with grid_sample's zero padding.
+    (The separable scale path combines whole rows, so there an inf can still turn into NaN.)"""
+    x = make_x(2, 3, 28, 28)
+    x[:, :, 0, 14] = float("inf")
+    x[:, :, 14, 27] = float("-inf")
+    for angle in (0.26, -0.2):
+        params = params_by_hand(2, 28, 28, FAMILY_BITS["rotate"], angle=angle)
+        out, want = dsa(x, params), reference.dsa(x, params)
+        assert want.isinf().any()
+        assert torch.equal(out.isnan(), want.isnan()) and torch.equal(out.isinf(), want.isinf())
+        finite = want.isfinite()
+        torch.testing.assert_close(out[finite], want[finite], **RESAMPLE_TOL[torch.float32])
+
+
 # ---- module, fallback, errors --------------------------------------------------------------------
 
 def test_dsaugment_replay_and_reproducibility():

@@ -18,11 +18,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../common/checks.h"
 #include "../common/dsa_checks.h"
 #include "../common/dsa_math.h"
+#include "banded_rows_avx2.h"
 #include "x86_dispatch.h"
 
 namespace medistill {
@@ -178,29 +180,87 @@ MEDISTILL_ALWAYS_INLINE bool transpose_taps(const int64_t* k0, const int64_t* k1
 }
 
 // Diagonal map (scale): ix depends on j only, iy on i only. Forward: interpolate every row along
-// x into tmp, then rows of tmp along y. Backward: the adjoints in reverse order.
+// x into tmp, then rows of tmp along y. Backward: the adjoints in reverse order. The y pass
+// combines whole rows (vectorised by the compiler); the x pass, per element a gather, runs as
+// banded AVX2 permutes for float32 where the CPU has AVX2 (banded_rows_avx2.h), else as the
+// scalar loops below.
+template <typename T>
+struct AxisTaps {
+  const int64_t *k0, *k1;
+  const T *w0, *w1;
+};
+
+template <typename T>
+MEDISTILL_ALWAYS_INLINE void x_forward_row(const AxisTaps<T>& x, const T* __restrict__ row, T* __restrict__ trow, int64_t W) {
+  for (int64_t j = 0; j < W; ++j) trow[j] = x.w0[j] * row[x.k0[j]] + x.w1[j] * row[x.k1[j]];
+}
+
+// The adjoint of x_forward_row: a gather through the transposed table (tj, tw) when it exists,
+// else one scatter per tap.
+template <typename T>
+MEDISTILL_ALWAYS_INLINE void x_adjoint_row(const AxisTaps<T>& x, const int32_t* tj, const T* tw, bool transposed,
+                                           const T* __restrict__ trow, T* __restrict__ orow, int64_t W) {
+  if (transposed) {  // input column q sums its (up to kMaxFanIn) output columns
+    for (int64_t q = 0; q < W; ++q) {
+      const int32_t* j = tj + q * kMaxFanIn;
+      const T* w = tw + q * kMaxFanIn;
+      orow[q] = w[0] * trow[j[0]] + w[1] * trow[j[1]] + w[2] * trow[j[2]] + w[3] * trow[j[3]];
+    }
+    return;
+  }
+  std::fill(orow, orow + W, T(0));  // one tap at a time (see resample_general)
+  for (int64_t j = 0; j < W; ++j) orow[x.k0[j]] += x.w0[j] * trow[j];
+  for (int64_t j = 0; j < W; ++j) orow[x.k1[j]] += x.w1[j] * trow[j];
+}
+
+// Banded x pass (float32, AVX2): builds the tables once per sample; false when the CPU lacks AVX2
+// or the map does not fit the banded form, and the caller runs the scalar loops.
+template <bool kBackward, typename S>
+bool banded_x_tables(const dsa::PixelAffine<float>& M, int64_t W, S& s) {
+  if (!cpu_has_avx2_fma()) return false;
+  if (!banded::forward_taps(M.x0, M.xj, W, W, s.band_fwd, s.band_fwd_ws)) return false;
+  return !kBackward || banded::transpose_taps(s.band_fwd, s.band_fwd_ws.q, W, s.band_bwd, s.band_bwd_ws);
+}
+
+// dst row r <- the x pass (kBackward: its adjoint) of src row r, for `rows` rows of W.
+template <bool kBackward, typename S>
+void banded_x_pass(const float* src, float* dst, int64_t rows, int64_t W, S& s) {
+  const banded::Taps& taps = kBackward ? s.band_bwd : s.band_fwd;
+  s.band_row.resize(W);
+  for (int64_t r = 0; r < rows; ++r) {
+    s.band_row.load(src + r * W);
+    banded::apply_row(taps, s.band_row.data(), dst + r * W);
+  }
+}
+
 template <bool kBackward, typename T>
 MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, const T* __restrict__ in, T* __restrict__ out, int64_t C,
                         int64_t H, int64_t W, T* __restrict__ tmp, Scratch<T>& s) {
   int64_t *cx0 = s.ka.data(), *cx1 = s.ka.data() + W, *ry0 = s.kb.data(), *ry1 = s.kb.data() + H;
   T *wx0 = s.wa.data(), *wx1 = s.wa.data() + W, *wy0 = s.wb.data(), *wy1 = s.wb.data() + H;
-  axis_taps(M.x0, M.xj, W, W, cx0, cx1, wx0, wx1);
   axis_taps(M.y0, M.yi, H, H, ry0, ry1, wy0, wy1);
   const int64_t HW = H * W;
-  // Backward along x as a gather: the columns each input column feeds, in the transposed table.
+  bool banded_x = false;
+  if constexpr (std::is_same_v<T, float>) banded_x = banded_x_tables<kBackward>(M, W, s);
+  const AxisTaps<T> x{cx0, cx1, wx0, wx1};
   int32_t* tj = s.fan_index.data();
   T* tw = s.fan_weight.data();
-  const bool transposed = kBackward && transpose_taps(cx0, cx1, wx0, wx1, W, tj, tw, s.fan_count.data());
+  bool transposed = false;
+  if (!banded_x) {
+    axis_taps(M.x0, M.xj, W, W, cx0, cx1, wx0, wx1);
+    // Backward along x as a gather: the columns each input column feeds, in the transposed table.
+    transposed = kBackward && transpose_taps(cx0, cx1, wx0, wx1, W, tj, tw, s.fan_count.data());
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (!kBackward && banded_x) banded_x_pass<false>(in, tmp, C * H, W, s);  // tmp <- x pass of every row
+  }
   for (int64_t c = 0; c < C; ++c) {
     const T* ic = in + c * HW;
     T* oc = out + c * HW;
     T* tc = tmp + c * HW;
     if (!kBackward) {
-      for (int64_t r = 0; r < H; ++r) {
-        const T* row = ic + r * W;
-        T* trow = tc + r * W;
-        for (int64_t j = 0; j < W; ++j) trow[j] = wx0[j] * row[cx0[j]] + wx1[j] * row[cx1[j]];
-      }
+      if (!banded_x)
+        for (int64_t r = 0; r < H; ++r) x_forward_row(x, ic + r * W, tc + r * W, W);
       for (int64_t i = 0; i < H; ++i) {
         const T *t0 = tc + ry0[i] * W, *t1 = tc + ry1[i] * W;
         const T a = wy0[i], b = wy1[i];
@@ -216,26 +276,12 @@ MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, co
         for (int64_t j = 0; j < W; ++j) t0[j] += a * grow[j];
         for (int64_t j = 0; j < W; ++j) t1[j] += b * grow[j];
       }
-      if (transposed) {  // gather: input column q sums its (up to kMaxFanIn) output columns
-        for (int64_t r = 0; r < H; ++r) {
-          const T* trow = tc + r * W;
-          T* orow = oc + r * W;
-          for (int64_t q = 0; q < W; ++q) {
-            const int32_t* j = tj + q * kMaxFanIn;
-            const T* w = tw + q * kMaxFanIn;
-            orow[q] = w[0] * trow[j[0]] + w[1] * trow[j[1]] + w[2] * trow[j[2]] + w[3] * trow[j[3]];
-          }
-        }
-      } else {
-        std::fill(oc, oc + HW, T(0));
-        for (int64_t r = 0; r < H; ++r) {  // one tap at a time (see resample_general)
-          const T* trow = tc + r * W;
-          T* orow = oc + r * W;
-          for (int64_t j = 0; j < W; ++j) orow[cx0[j]] += wx0[j] * trow[j];
-          for (int64_t j = 0; j < W; ++j) orow[cx1[j]] += wx1[j] * trow[j];
-        }
-      }
+      if (!banded_x)
+        for (int64_t r = 0; r < H; ++r) x_adjoint_row(x, tj, tw, transposed, tc + r * W, oc + r * W, W);
     }
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (kBackward && banded_x) banded_x_pass<true>(tmp, out, C * H, W, s);  // out <- x adjoint of every row
   }
 }
 
@@ -260,10 +306,15 @@ struct Scratch {
   std::vector<int32_t> fan_index, fan_count;
   std::vector<T> fan_weight;
   RowTaps<T> row;
+  banded::Taps band_fwd, band_bwd;  // float32 AVX2 x pass (banded_rows_avx2.h)
+  banded::Workspace band_fwd_ws, band_bwd_ws;
+  banded::PaddedRow band_row;
+  std::vector<T> padded_planes;  // C planes of (H + 2) x (W + 2): the float32 general backward
   Scratch(int64_t numel, int64_t H, int64_t W)
       : images(static_cast<size_t>(3 * numel)), plane(static_cast<size_t>(H * W)), wa(static_cast<size_t>(2 * W)),
         wb(static_cast<size_t>(2 * H)), ka(static_cast<size_t>(2 * W)), kb(static_cast<size_t>(2 * H)),
-        fan_index(static_cast<size_t>(kMaxFanIn * W)), fan_count(static_cast<size_t>(W)), fan_weight(static_cast<size_t>(kMaxFanIn * W)), row(W) {}
+        fan_index(static_cast<size_t>(kMaxFanIn * W)), fan_count(static_cast<size_t>(W)), fan_weight(static_cast<size_t>(kMaxFanIn * W)), row(W),
+        padded_planes(static_cast<size_t>(numel / (H * W) * (H + 2) * (W + 2))) {}
 };
 
 MEDISTILL_ALWAYS_INLINE int32_t clamp_index(int32_t k, int32_t hi) { return std::min(std::max(k, 0), hi); }
@@ -341,10 +392,133 @@ MEDISTILL_ALWAYS_INLINE void resample_general(const dsa::PixelAffine<T>& M, cons
   }
 }
 
+// Backward of a general map for float32: scatter into zero-padded gradient planes of
+// (H + 2) x (W + 2), where a corner outside the image lands in the pad instead of needing a clamp.
+// Then a pixel's two corners in one row are adjacent, and each pixel costs two 8-byte
+// read-modify-writes per channel instead of four 4-byte ones. Even pixels of a row go first, then
+// odd ones: neighbouring pixels share corners, and a load that half-overlaps the previous store
+// stalls. The interior is copied out at the end.
+MEDISTILL_ALWAYS_INLINE void padded_row_taps(const dsa::PixelAffine<float>& M, int64_t i, int64_t H, int64_t W,
+                                             int32_t* __restrict__ base, float* __restrict__ w00,
+                                             float* __restrict__ w01, float* __restrict__ w10,
+                                             float* __restrict__ w11) {
+  const float rx = M.x0 + M.xi * static_cast<float>(i), ry = M.y0 + M.yi * static_cast<float>(i);
+  const int32_t w = static_cast<int32_t>(W), h = static_cast<int32_t>(H), pw = w + 2;
+  for (int32_t j = 0; j < w; ++j) {  // the arithmetic of row_taps_kernel, indices into the padded plane
+    const float ix = rx + M.xj * static_cast<float>(j), iy = ry + M.yj * static_cast<float>(j);
+    int32_t x0 = static_cast<int32_t>(ix), y0 = static_cast<int32_t>(iy);
+    x0 -= static_cast<int32_t>(static_cast<float>(x0) > ix);
+    y0 -= static_cast<int32_t>(static_cast<float>(y0) > iy);
+    const float fx = static_cast<float>(x0), fy = static_cast<float>(y0);
+    const float wx1 = ix - fx, wx0 = (fx + 1.f) - ix, wy1 = iy - fy, wy0 = (fy + 1.f) - iy;
+    const int32_t mx0 = (x0 >= 0) & (x0 < w), mx1 = (x0 >= -1) & (x0 < w - 1);
+    const int32_t my0 = (y0 >= 0) & (y0 < h), my1 = (y0 >= -1) & (y0 < h - 1);
+    const float fx0 = static_cast<float>(mx0), fx1 = static_cast<float>(mx1), fy0 = static_cast<float>(my0),
+                fy1 = static_cast<float>(my1);
+    w00[j] = (wx0 * fx0) * (wy0 * fy0);
+    w01[j] = (wx1 * fx1) * (wy0 * fy0);
+    w10[j] = (wx0 * fx0) * (wy1 * fy1);
+    w11[j] = (wx1 * fx1) * (wy1 * fy1);
+    base[j] = (std::min(std::max(y0, -1), h - 1) + 1) * pw + (std::min(std::max(x0, -1), w - 1) + 1);
+  }
+}
+
+template <int kC>
+MEDISTILL_ALWAYS_INLINE void resample_general_backward_padded(const dsa::PixelAffine<float>& M,
+                                                              const float* __restrict__ g, float* __restrict__ out,
+                                                              int64_t C_rt, int64_t H, int64_t W, Scratch<float>& s) {
+  const int64_t C = kC > 0 ? kC : C_rt;
+  const int64_t HW = H * W, PW = W + 2, PHW = (H + 2) * PW;
+  float* pad = s.padded_planes.data();
+  std::fill(pad, pad + C * PHW, 0.f);
+  RowTaps<float>& t = s.row;
+  int32_t* base = t.i00.data();
+  float *w00 = t.w00.data(), *w01 = t.w01.data(), *w10 = t.w10.data(), *w11 = t.w11.data();
+  for (int64_t i = 0; i < H; ++i) {
+    padded_row_taps(M, i, H, W, base, w00, w01, w10, w11);
+    const float* gi = g + i * W;
+    for (int64_t parity = 0; parity < 2; ++parity) {
+      for (int64_t j = parity; j < W; j += 2) {
+        const __m128 wt = _mm_unpacklo_ps(_mm_set_ss(w00[j]), _mm_set_ss(w01[j]));  // (w00, w01, 0, 0)
+        const __m128 wb = _mm_unpacklo_ps(_mm_set_ss(w10[j]), _mm_set_ss(w11[j]));
+        float* p = pad + base[j];
+        for (int64_t c = 0; c < C; ++c) {
+          const __m128 gv = _mm_set1_ps(gi[c * HW + j]);
+          __m64* top = reinterpret_cast<__m64*>(p + c * PHW);
+          __m64* bottom = reinterpret_cast<__m64*>(p + c * PHW + PW);
+          _mm_storel_pi(top, _mm_add_ps(_mm_loadl_pi(_mm_setzero_ps(), top), _mm_mul_ps(wt, gv)));
+          _mm_storel_pi(bottom, _mm_add_ps(_mm_loadl_pi(_mm_setzero_ps(), bottom), _mm_mul_ps(wb, gv)));
+        }
+      }
+    }
+  }
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t r = 0; r < H; ++r)
+      std::memcpy(out + c * HW + r * W, pad + c * PHW + (r + 1) * PW + 1, static_cast<size_t>(W) * sizeof(float));
+}
+
+// Forward of a general map for float32, the same padded layout: the input is copied into the
+// zero-padded planes, and four pixels at a time load their two corner pairs per row (8 bytes each)
+// and de-interleave them with shuffles into the four corner vectors, instead of 16 scalar loads.
+template <int kC>
+MEDISTILL_ALWAYS_INLINE void resample_general_forward_padded(const dsa::PixelAffine<float>& M,
+                                                             const float* __restrict__ in, float* __restrict__ out,
+                                                             int64_t C_rt, int64_t H, int64_t W, Scratch<float>& s) {
+  const int64_t C = kC > 0 ? kC : C_rt;
+  const int64_t HW = H * W, PW = W + 2, PHW = (H + 2) * PW;
+  float* pad = s.padded_planes.data();
+  std::fill(pad, pad + C * PHW, 0.f);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t r = 0; r < H; ++r)
+      std::memcpy(pad + c * PHW + (r + 1) * PW + 1, in + c * HW + r * W, static_cast<size_t>(W) * sizeof(float));
+  RowTaps<float>& t = s.row;
+  int32_t* base = t.i00.data();
+  float *w00 = t.w00.data(), *w01 = t.w01.data(), *w10 = t.w10.data(), *w11 = t.w11.data();
+  auto pair = [](__m128 v, const float* p, bool high) {
+    return high ? _mm_loadh_pi(v, reinterpret_cast<const __m64*>(p)) : _mm_loadl_pi(v, reinterpret_cast<const __m64*>(p));
+  };
+  for (int64_t i = 0; i < H; ++i) {
+    padded_row_taps(M, i, H, W, base, w00, w01, w10, w11);
+    for (int64_t c = 0; c < C; ++c) {
+      const float* pc = pad + c * PHW;
+      float* o = out + c * HW + i * W;
+      int64_t j = 0;
+      for (; j + 4 <= W; j += 4) {
+        const float *p0 = pc + base[j], *p1 = pc + base[j + 1], *p2 = pc + base[j + 2], *p3 = pc + base[j + 3];
+        const __m128 t01 = pair(pair(_mm_setzero_ps(), p0, false), p1, true);  // (a0, a1) of pixels j, j + 1
+        const __m128 t23 = pair(pair(_mm_setzero_ps(), p2, false), p3, true);
+        const __m128 b01 = pair(pair(_mm_setzero_ps(), p0 + PW, false), p1 + PW, true);
+        const __m128 b23 = pair(pair(_mm_setzero_ps(), p2 + PW, false), p3 + PW, true);
+        const __m128 a0 = _mm_shuffle_ps(t01, t23, _MM_SHUFFLE(2, 0, 2, 0)), a1 = _mm_shuffle_ps(t01, t23, _MM_SHUFFLE(3, 1, 3, 1));
+        const __m128 c0 = _mm_shuffle_ps(b01, b23, _MM_SHUFFLE(2, 0, 2, 0)), c1 = _mm_shuffle_ps(b01, b23, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 r = _mm_mul_ps(_mm_loadu_ps(w00 + j), a0);
+        r = _mm_add_ps(r, _mm_mul_ps(_mm_loadu_ps(w01 + j), a1));
+        r = _mm_add_ps(r, _mm_mul_ps(_mm_loadu_ps(w10 + j), c0));
+        r = _mm_add_ps(r, _mm_mul_ps(_mm_loadu_ps(w11 + j), c1));
+        _mm_storeu_ps(o + j, r);
+      }
+      for (; j < W; ++j) {
+        const float* p = pc + base[j];
+        o[j] = w00[j] * p[0] + w01[j] * p[1] + w10[j] * p[PW] + w11[j] * p[PW + 1];
+      }
+    }
+  }
+}
+
 template <bool kBackward, typename T>
 MEDISTILL_ALWAYS_INLINE void resample_stage(const dsa::PixelAffine<T>& M, const T* in, T* out, int64_t C, int64_t H, int64_t W, T* tmp,
                     Scratch<T>& s) {
   if (M.xi == T(0) && M.yj == T(0)) return resample_separable<kBackward>(M, in, out, C, H, W, tmp, s);
+  if constexpr (std::is_same_v<T, float>) {  // padded planes (float32)
+    if (kBackward) {
+      if (C == 1) return resample_general_backward_padded<1>(M, in, out, C, H, W, s);
+      if (C == 3) return resample_general_backward_padded<3>(M, in, out, C, H, W, s);
+      return resample_general_backward_padded<0>(M, in, out, C, H, W, s);
+    }
+    if (C == 1) return resample_general_forward_padded<1>(M, in, out, C, H, W, s);
+    if (C == 3) return resample_general_forward_padded<3>(M, in, out, C, H, W, s);
+    return resample_general_forward_padded<0>(M, in, out, C, H, W, s);
+  }
   if (C == 1) return resample_general<kBackward, 1>(M, in, out, C, H, W, s.row);
   if (C == 3) return resample_general<kBackward, 3>(M, in, out, C, H, W, s.row);
   resample_general<kBackward, 0>(M, in, out, C, H, W, s.row);
