@@ -3,8 +3,9 @@
 Each round draws fresh params (``sample_dsa_params``, the same sampler for both implementations)
 and runs forward + backward on x. Mode 'S' picks a random family per call, so a round is
 ``CALLS['S']`` calls (one seeded generator per case, the same seed for both implementations) to
-time a mix of families rather than whichever one a single draw picks; mode 'M' is one call
-(every family, exact sequential flip/scale/rotate as published). Both implementations run the
+time a mix of families rather than whichever one a single draw picks; 'S-each' is mode 'S' with
+each family once per round (its expected cost, with no round-to-round change in the mix); mode
+'M' is one call (every family, exact sequential flip/scale/rotate as published). Both implementations run the
 same fixed number of rounds from the same seed, so they time the same draws. Run:
 
     python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider
@@ -20,9 +21,9 @@ import pytest
 import torch
 
 from benchmarks.conftest import synchronize
+from benchmarks.dsa_rounds import CALLS, round_strategies
 from medistill.ops import dsa, reference, sample_dsa_params
 
-CALLS = {"S": 6, "M": 1}
 ROUNDS = {10: 200, 256: 60}
 
 
@@ -31,7 +32,7 @@ ROUNDS = {10: 200, 256: 60}
 pytestmark = pytest.mark.usefixtures("op_allocator_policy")
 
 
-@pytest.mark.parametrize("mode", ["S", "M"])
+@pytest.mark.parametrize("mode", ["S", "S-each", "M"])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 28, 28)], ids=["1x28x28", "3x28x28"])
 @pytest.mark.parametrize("batch", [10, 256])
 def test_dsa(benchmark, impl, batch, shape, mode, device):
@@ -43,9 +44,11 @@ def test_dsa(benchmark, impl, batch, shape, mode, device):
     gen = torch.Generator(device=device).manual_seed(2)  # sampling on the device: no host round-trip
     fn = reference.dsa if impl == "reference" else dsa
 
+    calls_of_round = round_strategies(mode)
+
     def step():
-        for _ in range(calls):
-            params = sample_dsa_params(batch, H, W, mode=mode, generator=gen, device=device)
+        for strategy, sampler_mode in calls_of_round:
+            params = sample_dsa_params(batch, H, W, strategy=strategy, mode=sampler_mode, generator=gen, device=device)
             out = fn(x, params)
             torch.autograd.grad(out, x, grad_out)
         synchronize(device)

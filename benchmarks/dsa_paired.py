@@ -18,18 +18,18 @@ import time
 
 import torch
 
+from benchmarks.dsa_rounds import CALLS, round_strategies
 from medistill.ops import dsa, reference, sample_dsa_params
-
-CALLS = {"S": 6, "M": 1}  # as in bench_dsa.py: mode 'S' picks a family per call, six calls a round
 
 
 def one_round(fn, x, grad_out, mode: str, seed: int) -> float:
-    """Seconds for CALLS[mode] calls of sample + fn + backward, drawing from a generator seeded with ``seed``."""
+    """Seconds for one bench_dsa.py round (CALLS[mode] calls of sample + fn + backward), drawing from
+    a generator seeded with ``seed``."""
     gen = torch.Generator().manual_seed(seed)
     B, _, H, W = x.shape
     start = time.perf_counter()
-    for _ in range(CALLS[mode]):
-        params = sample_dsa_params(B, H, W, mode=mode, generator=gen)
+    for strategy, sampler_mode in round_strategies(mode):
+        params = sample_dsa_params(B, H, W, strategy=strategy, mode=sampler_mode, generator=gen)
         torch.autograd.grad(fn(x, params), x, grad_out)
     return time.perf_counter() - start
 
@@ -56,7 +56,7 @@ def measure(batch: int, shape: tuple[int, int, int], mode: str, rounds: int) -> 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[256])
-    parser.add_argument("--modes", nargs="+", default=["S", "M"], choices=["S", "M"])
+    parser.add_argument("--modes", nargs="+", default=["S", "S-each", "M"], choices=list(CALLS))
     parser.add_argument("--channels", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--json", default=None, help="also write the rows here")
