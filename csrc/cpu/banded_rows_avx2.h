@@ -37,14 +37,16 @@ struct Taps {
   std::vector<int32_t> rel[kMaxBandTaps];  // (n_blocks * 8,) offset in the window, 0 .. 15
   std::vector<float> w[kMaxBandTaps];      // (n_blocks * 8,) weight; 0 for unused taps and padding lanes
 
+  // Sizes the tables for n outputs (allocates only when n grows); the builders write every entry.
   void reset(int64_t n, int taps) {
     n_out = n;
     n_blocks = (n + kLanes - 1) / kLanes;
     n_taps = taps;
-    base.assign(static_cast<size_t>(n_blocks), 0);
+    const auto lanes = static_cast<size_t>(n_blocks * kLanes);
+    if (base.size() < static_cast<size_t>(n_blocks)) base.resize(static_cast<size_t>(n_blocks));
     for (int k = 0; k < kMaxBandTaps; ++k) {
-      rel[k].assign(static_cast<size_t>(n_blocks * kLanes), 0);
-      w[k].assign(static_cast<size_t>(n_blocks * kLanes), 0.f);
+      if (rel[k].size() < lanes) rel[k].resize(lanes);
+      if (w[k].size() < lanes) w[k].resize(lanes);
     }
   }
 };
@@ -62,85 +64,81 @@ struct PaddedRow {
   void load(const float* row) { std::memcpy(data(), row, static_cast<size_t>(n) * sizeof(float)); }
 };
 
-// Builders' working arrays, kept across samples (no allocation once sized).
-struct Workspace {
-  std::vector<int32_t> q[kMaxBandTaps];  // absolute input index of tap k of output j
-  std::vector<float> w[kMaxBandTaps];
-  std::vector<int> count;                // taps used by output j
-  void reset(int64_t n) {
-    for (int k = 0; k < kMaxBandTaps; ++k) {
-      q[k].assign(static_cast<size_t>(n), 0);
-      w[k].assign(static_cast<size_t>(n), 0.f);
-    }
-    count.assign(static_cast<size_t>(n), 0);
-  }
-};
-
-// Entries (output j, input index q, weight) of the operator, grouped by output block: sets each
-// block's base to its smallest q; false when some block spans more than one window.
-inline bool finish_blocks(Taps& t, const std::vector<int32_t> (&q)[kMaxBandTaps], const int* count) {
+// Forward taps of linear interpolation at v = origin + step * j (j < n_out) over an axis of n_in
+// values: taps floor(v) and floor(v) + 1 with grid_sample's weights, zero outside the image (index
+// clamped to the zero pad -1 or n_in). The taps are monotone in j, so a block's window starts at
+// the smaller of its end lanes' first taps. False when a block needs more than one window.
+inline bool forward_taps(float origin, float step, int64_t n_out, int64_t n_in, Taps& t) {
+  t.reset(n_out, 2);
   for (int64_t b = 0; b < t.n_blocks; ++b) {
-    int32_t lo = INT32_MAX, hi = INT32_MIN;
-    for (int64_t j = b * kLanes; j < std::min<int64_t>(t.n_out, (b + 1) * kLanes); ++j)
-      for (int k = 0; k < count[j]; ++k) {
-        lo = std::min(lo, q[k][j]);
-        hi = std::max(hi, q[k][j]);
-      }
-    if (lo == INT32_MAX) lo = hi = 0;  // a block with no taps reads zeros (weights 0)
+    const int64_t j0 = b * kLanes, n = std::min<int64_t>(kLanes, n_out - j0);
+    int32_t q0[kLanes], q1[kLanes];
+    float w0[kLanes], w1[kLanes];
+    for (int64_t l = 0; l < n; ++l) {
+      const auto lin = dsa::linear_at<float>(origin + step * static_cast<float>(j0 + l));
+      const int64_t k0 = lin.k0, k1 = lin.k0 + 1;
+      q0[l] = static_cast<int32_t>(std::clamp<int64_t>(k0, -1, n_in));
+      q1[l] = static_cast<int32_t>(std::clamp<int64_t>(k1, -1, n_in));
+      w0[l] = (k0 >= 0 && k0 < n_in) ? lin.w0 : 0.f;
+      w1[l] = (k1 >= 0 && k1 < n_in) ? lin.w1 : 0.f;
+    }
+    const int32_t lo = std::min(q0[0], q0[n - 1]), hi = std::max(q1[0], q1[n - 1]);
     if (hi - lo >= kWindow) return false;
     t.base[b] = lo;
-    for (int64_t j = b * kLanes; j < (b + 1) * kLanes; ++j)
-      for (int k = 0; k < t.n_taps; ++k)
-        t.rel[k][j] = (j < t.n_out && k < count[j]) ? q[k][j] - lo : 0;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const bool lane = l < n;  // padding lanes read the window start with weight 0
+      t.rel[0][j0 + l] = lane ? q0[l] - lo : 0;
+      t.rel[1][j0 + l] = lane ? q1[l] - lo : 0;
+      t.w[0][j0 + l] = lane ? w0[l] : 0.f;
+      t.w[1][j0 + l] = lane ? w1[l] : 0.f;
+    }
   }
   return true;
 }
 
-// Forward taps of linear interpolation at v = origin + step * j (j < n_out) over an axis of n_in
-// values: taps floor(v) and floor(v) + 1 with grid_sample's weights, zero outside the image (index
-// clamped to the zero pad -1 or n_in). False when a block needs more than one window.
-inline bool forward_taps(float origin, float step, int64_t n_out, int64_t n_in, Taps& t, Workspace& ws) {
-  t.reset(n_out, 2);
-  ws.reset(n_out);
-  auto& q = ws.q;
-  std::fill(ws.count.begin(), ws.count.end(), 2);
-  for (int64_t j = 0; j < n_out; ++j) {
-    const auto lin = dsa::linear_at<float>(origin + step * static_cast<float>(j));
-    const int64_t k0 = lin.k0, k1 = lin.k0 + 1;
-    const bool in0 = k0 >= 0 && k0 < n_in, in1 = k1 >= 0 && k1 < n_in;
-    q[0][j] = static_cast<int32_t>(std::clamp<int64_t>(k0, -1, n_in));
-    q[1][j] = static_cast<int32_t>(std::clamp<int64_t>(k1, -1, n_in));
-    t.w[0][j] = in0 ? lin.w0 : 0.f;
-    t.w[1][j] = in1 ? lin.w1 : 0.f;
-  }
-  return finish_blocks(t, q, ws.count.data());
-}
-
-// The transpose of `fwd` (n_in outputs, each summing the forward outputs j that read it): the
-// backward of the axis. Taps outside the image (zero pad) have no transpose. False when an input
-// feeds more than kMaxBandTaps outputs or a block needs more than one window.
-// `fq`: the forward's absolute indices (a copy of its Workspace::q).
-inline bool transpose_taps(const Taps& fwd, const std::vector<int32_t> (&fq)[kMaxBandTaps], int64_t n_in, Taps& t,
-                           Workspace& ws) {
+// The transpose of `fwd` over n_in inputs (each sums the forward outputs j that read it): the
+// backward of the axis. Taps outside the image (the zero pad) and zero weights have no transpose.
+// False when an input feeds more than kMaxBandTaps outputs or a block needs more than one window.
+// `count`: scratch of n_in entries.
+inline bool transpose_taps(const Taps& fwd, int64_t n_in, Taps& t, std::vector<int>& count) {
   t.reset(n_in, 0);
-  ws.reset(n_in);
-  auto& q = ws.q;
-  auto& w = ws.w;
-  auto& count = ws.count;
-  for (int64_t j = 0; j < fwd.n_out; ++j)
-    for (int k = 0; k < fwd.n_taps; ++k) {
-      const int32_t s = fq[k][j];
-      const float wt = fwd.w[k][j];
-      if (s < 0 || s >= n_in || wt == 0.f) continue;
-      if (count[s] == kMaxBandTaps) return false;
-      q[count[s]][s] = static_cast<int32_t>(j);
-      w[count[s]][s] = wt;
-      ++count[s];
+  count.assign(static_cast<size_t>(n_in), 0);
+  // First pass: absolute output indices in rel, weights in w (lane = input q).
+  for (int64_t b = 0; b < fwd.n_blocks; ++b)
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int64_t j = b * kLanes + l;
+      if (j >= fwd.n_out) break;
+      for (int k = 0; k < fwd.n_taps; ++k) {
+        const float wt = fwd.w[k][j];
+        if (wt == 0.f) continue;  // padding, out of image, or exactly on a sample point
+        const int64_t q = fwd.base[b] + fwd.rel[k][j];
+        int& c = count[static_cast<size_t>(q)];
+        if (c == kMaxBandTaps) return false;
+        t.rel[c][q] = static_cast<int32_t>(j);
+        t.w[c][q] = wt;
+        ++c;
+      }
     }
   t.n_taps = std::max(1, *std::max_element(count.begin(), count.end()));
-  for (int k = 0; k < kMaxBandTaps; ++k)
-    for (int64_t s = 0; s < n_in; ++s) t.w[k][s] = w[k][s];
-  return finish_blocks(t, q, count.data());
+  for (int64_t b = 0; b < t.n_blocks; ++b) {
+    int32_t lo = INT32_MAX, hi = INT32_MIN;
+    const int64_t q0 = b * kLanes, n = std::min<int64_t>(kLanes, n_in - q0);
+    for (int64_t l = 0; l < n; ++l)
+      for (int k = 0; k < count[q0 + l]; ++k) {
+        lo = std::min(lo, t.rel[k][q0 + l]);
+        hi = std::max(hi, t.rel[k][q0 + l]);
+      }
+    if (lo == INT32_MAX) lo = hi = 0;  // a block no output reads: zeros (weights 0)
+    if (hi - lo >= kWindow) return false;
+    t.base[b] = lo;
+    for (int64_t l = 0; l < kLanes; ++l)
+      for (int k = 0; k < t.n_taps; ++k) {
+        const bool used = l < n && k < count[q0 + l];
+        t.rel[k][q0 + l] = used ? t.rel[k][q0 + l] - lo : 0;
+        if (!used) t.w[k][q0 + l] = 0.f;
+      }
+  }
+  return true;
 }
 
 // out[0 .. n_out) = the operator applied to the padded row `src`.

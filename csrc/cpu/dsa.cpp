@@ -218,8 +218,8 @@ MEDISTILL_ALWAYS_INLINE void x_adjoint_row(const AxisTaps<T>& x, const int32_t* 
 template <bool kBackward, typename S>
 bool banded_x_tables(const dsa::PixelAffine<float>& M, int64_t W, S& s) {
   if (!cpu_has_avx2_fma()) return false;
-  if (!banded::forward_taps(M.x0, M.xj, W, W, s.band_fwd, s.band_fwd_ws)) return false;
-  return !kBackward || banded::transpose_taps(s.band_fwd, s.band_fwd_ws.q, W, s.band_bwd, s.band_bwd_ws);
+  if (!banded::forward_taps(M.x0, M.xj, W, W, s.band_fwd)) return false;
+  return !kBackward || banded::transpose_taps(s.band_fwd, W, s.band_bwd, s.band_fan_count);
 }
 
 // dst row r <- the x pass (kBackward: its adjoint) of src row r, for `rows` rows of W.
@@ -307,7 +307,7 @@ struct Scratch {
   std::vector<T> fan_weight;
   RowTaps<T> row;
   banded::Taps band_fwd, band_bwd;  // float32 AVX2 x pass (banded_rows_avx2.h)
-  banded::Workspace band_fwd_ws, band_bwd_ws;
+  std::vector<int> band_fan_count;
   banded::PaddedRow band_row;
   std::vector<T> padded_planes;  // C planes of (H + 2) x (W + 2): the float32 general backward
   Scratch(int64_t numel, int64_t H, int64_t W)
