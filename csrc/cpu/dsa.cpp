@@ -423,38 +423,66 @@ MEDISTILL_ALWAYS_INLINE void padded_row_taps(const dsa::PixelAffine<float>& M, i
   }
 }
 
+// The padded layout of C planes in the scratch: (H + 2) x (W + 2) each, zero-filled, plus the row
+// tables padded_row_taps writes into.
+struct PaddedPlanes {
+  int64_t HW, PW, PHW;
+  float* pad;
+  int32_t* base;
+  float *w00, *w01, *w10, *w11;
+};
+
+MEDISTILL_ALWAYS_INLINE PaddedPlanes zeroed_padded_planes(Scratch<float>& s, int64_t C, int64_t H, int64_t W) {
+  PaddedPlanes P{H * W, W + 2, (H + 2) * (W + 2), s.padded_planes.data(), s.row.i00.data(),
+                 s.row.w00.data(), s.row.w01.data(), s.row.w10.data(), s.row.w11.data()};
+  std::fill(P.pad, P.pad + C * P.PHW, 0.f);
+  return P;
+}
+
+// Row r of plane c inside the padding.
+MEDISTILL_ALWAYS_INLINE float* interior_row(const PaddedPlanes& P, int64_t c, int64_t r) {
+  return P.pad + c * P.PHW + (r + 1) * P.PW + 1;
+}
+
+// image (C, H, W) -> the padded planes' interiors.
+MEDISTILL_ALWAYS_INLINE void fill_interior(const PaddedPlanes& P, const float* image, int64_t C, int64_t H, int64_t W) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t r = 0; r < H; ++r)
+      std::memcpy(interior_row(P, c, r), image + c * P.HW + r * W, static_cast<size_t>(W) * sizeof(float));
+}
+
+// The padded planes' interiors -> image (C, H, W).
+MEDISTILL_ALWAYS_INLINE void read_interior(const PaddedPlanes& P, float* image, int64_t C, int64_t H, int64_t W) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t r = 0; r < H; ++r)
+      std::memcpy(image + c * P.HW + r * W, interior_row(P, c, r), static_cast<size_t>(W) * sizeof(float));
+}
+
 template <int kC>
 MEDISTILL_ALWAYS_INLINE void resample_general_backward_padded(const dsa::PixelAffine<float>& M,
                                                               const float* __restrict__ g, float* __restrict__ out,
                                                               int64_t C_rt, int64_t H, int64_t W, Scratch<float>& s) {
   const int64_t C = kC > 0 ? kC : C_rt;
-  const int64_t HW = H * W, PW = W + 2, PHW = (H + 2) * PW;
-  float* pad = s.padded_planes.data();
-  std::fill(pad, pad + C * PHW, 0.f);
-  RowTaps<float>& t = s.row;
-  int32_t* base = t.i00.data();
-  float *w00 = t.w00.data(), *w01 = t.w01.data(), *w10 = t.w10.data(), *w11 = t.w11.data();
+  const PaddedPlanes P = zeroed_padded_planes(s, C, H, W);
   for (int64_t i = 0; i < H; ++i) {
-    padded_row_taps(M, i, H, W, base, w00, w01, w10, w11);
+    padded_row_taps(M, i, H, W, P.base, P.w00, P.w01, P.w10, P.w11);
     const float* gi = g + i * W;
     for (int64_t parity = 0; parity < 2; ++parity) {
       for (int64_t j = parity; j < W; j += 2) {
-        const __m128 wt = _mm_unpacklo_ps(_mm_set_ss(w00[j]), _mm_set_ss(w01[j]));  // (w00, w01, 0, 0)
-        const __m128 wb = _mm_unpacklo_ps(_mm_set_ss(w10[j]), _mm_set_ss(w11[j]));
-        float* p = pad + base[j];
+        const __m128 wt = _mm_unpacklo_ps(_mm_set_ss(P.w00[j]), _mm_set_ss(P.w01[j]));  // (w00, w01, 0, 0)
+        const __m128 wb = _mm_unpacklo_ps(_mm_set_ss(P.w10[j]), _mm_set_ss(P.w11[j]));
+        float* p = P.pad + P.base[j];
         for (int64_t c = 0; c < C; ++c) {
-          const __m128 gv = _mm_set1_ps(gi[c * HW + j]);
-          __m64* top = reinterpret_cast<__m64*>(p + c * PHW);
-          __m64* bottom = reinterpret_cast<__m64*>(p + c * PHW + PW);
+          const __m128 gv = _mm_set1_ps(gi[c * P.HW + j]);
+          __m64* top = reinterpret_cast<__m64*>(p + c * P.PHW);
+          __m64* bottom = reinterpret_cast<__m64*>(p + c * P.PHW + P.PW);
           _mm_storel_pi(top, _mm_add_ps(_mm_loadl_pi(_mm_setzero_ps(), top), _mm_mul_ps(wt, gv)));
           _mm_storel_pi(bottom, _mm_add_ps(_mm_loadl_pi(_mm_setzero_ps(), bottom), _mm_mul_ps(wb, gv)));
         }
       }
     }
   }
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t r = 0; r < H; ++r)
-      std::memcpy(out + c * HW + r * W, pad + c * PHW + (r + 1) * PW + 1, static_cast<size_t>(W) * sizeof(float));
+  read_interior(P, out, C, H, W);
 }
 
 // Forward of a general map for float32, the same padded layout: the input is copied into the
@@ -465,15 +493,12 @@ MEDISTILL_ALWAYS_INLINE void resample_general_forward_padded(const dsa::PixelAff
                                                              const float* __restrict__ in, float* __restrict__ out,
                                                              int64_t C_rt, int64_t H, int64_t W, Scratch<float>& s) {
   const int64_t C = kC > 0 ? kC : C_rt;
-  const int64_t HW = H * W, PW = W + 2, PHW = (H + 2) * PW;
-  float* pad = s.padded_planes.data();
-  std::fill(pad, pad + C * PHW, 0.f);
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t r = 0; r < H; ++r)
-      std::memcpy(pad + c * PHW + (r + 1) * PW + 1, in + c * HW + r * W, static_cast<size_t>(W) * sizeof(float));
-  RowTaps<float>& t = s.row;
-  int32_t* base = t.i00.data();
-  float *w00 = t.w00.data(), *w01 = t.w01.data(), *w10 = t.w10.data(), *w11 = t.w11.data();
+  const PaddedPlanes P = zeroed_padded_planes(s, C, H, W);
+  fill_interior(P, in, C, H, W);
+  const int64_t HW = P.HW, PW = P.PW, PHW = P.PHW;
+  const float* pad = P.pad;
+  int32_t* base = P.base;
+  float *w00 = P.w00, *w01 = P.w01, *w10 = P.w10, *w11 = P.w11;
   auto pair = [](__m128 v, const float* p, bool high) {
     return high ? _mm_loadh_pi(v, reinterpret_cast<const __m64*>(p)) : _mm_loadl_pi(v, reinterpret_cast<const __m64*>(p));
   };
