@@ -386,9 +386,10 @@ def test_resampling_of_odd_sizes_matches_reference(family, channels, size):
 
 
 def test_rotate_ignores_non_finite_pixels_it_does_not_read():
-    """Rotate's out-of-image taps read a zero pad (not a clamped edge pixel times weight 0), so an inf
-    on the image border reaches only the outputs that sample it, as with grid_sample's zero padding.
-    (The separable scale path combines whole rows, so there an inf can still turn into NaN.)"""
+    """In float32, rotate's out-of-image taps read a zero pad (not a clamped edge pixel times weight
+    0), so an inf on the image border reaches only the outputs that sample it, as with grid_sample's
+    zero padding. (The float64 loops still clamp, and the separable scale path combines whole rows,
+    so there an inf can still turn into NaN.)"""
     x = make_x(2, 3, 28, 28)
     x[:, :, 0, 14] = float("inf")
     x[:, :, 14, 27] = float("-inf")
