@@ -5,8 +5,9 @@ and runs forward + backward on x. Mode 'S' picks a random family per call, so a 
 ``CALLS['S']`` calls (one seeded generator per case, the same seed for both implementations) to
 time a mix of families rather than whichever one a single draw picks; 'S-each' is mode 'S' with
 each family once per round (its expected cost, with no round-to-round change in the mix); mode
-'M' is one call (every family, exact sequential flip/scale/rotate as published). Both implementations run the
-same fixed number of rounds from the same seed, so they time the same draws. Run:
+'M' is one call (every family, exact sequential flip/scale/rotate as published). Both
+implementations run the same fixed number of rounds from the same seed, so they time the same
+draws (benchmarks/dsa_paired.py times them round by round instead). Run:
 
     python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider
     MEDISTILL_BENCH_DEVICE=cuda python -m pytest benchmarks/bench_dsa.py -p no:cacheprovider

@@ -14,5 +14,5 @@ from .launch import leave_together, shutdown, start_from_environment
 from .sharding import SHARDING, class_shard, expert_shard
 
 __all__ = ["DistContext", "DistributedError", "SHARDING", "all_gather_objects", "all_gather_rows", "all_reduce_sum",
-           "barrier", "check_same_config", "class_shard", "expert_shard", "leave_together", "main_then_share", "maybe_inject_failure",
-           "shutdown", "start_from_environment"]
+           "barrier", "check_same_config", "class_shard", "expert_shard", "leave_together", "main_then_share",
+           "maybe_inject_failure", "shutdown", "start_from_environment"]
