@@ -227,9 +227,18 @@ template <bool kBackward, typename S>
 void banded_x_pass(const float* src, float* dst, int64_t rows, int64_t W, S& s) {
   const banded::Taps& taps = kBackward ? s.band_bwd : s.band_fwd;
   s.band_row.resize(W);
+  // A row whose windows all lie inside src's rows is read in place: the taps that fall outside the
+  // row (zero padding) have weight 0 there. The first and last rows, whose windows may reach past
+  // the image, go through the zero-padded copy.
+  const auto [lo, hi] = std::minmax_element(taps.base.begin(), taps.base.begin() + taps.n_blocks);
   for (int64_t r = 0; r < rows; ++r) {
-    s.band_row.load(src + r * W);
-    banded::apply_row(taps, s.band_row.data(), dst + r * W);
+    const int64_t first = r * W + *lo, end = r * W + *hi + banded::kWindow;
+    if (first >= 0 && end <= rows * W) {
+      banded::apply_row(taps, src + r * W, dst + r * W);
+    } else {
+      s.band_row.load(src + r * W);
+      banded::apply_row(taps, s.band_row.data(), dst + r * W);
+    }
   }
 }
 
