@@ -107,9 +107,19 @@ MEDISTILL_ALWAYS_INLINE int column_runs(const Plan<T>& p, int64_t W, bool cut_ro
 template <bool kBackward, typename T>
 MEDISTILL_ALWAYS_INLINE void base_stage(const Plan<T>& p, const T* __restrict__ in, T* __restrict__ out, int64_t C, int64_t H, int64_t W) {
   const int64_t HW = H * W;
+  if (!p.flip && p.crop_h == 0 && p.crop_w == 0) {  // cutout alone: a copy, then zero the square (self-adjoint)
+    std::memcpy(out, in, static_cast<size_t>(C * HW) * sizeof(T));
+    const int64_t i0 = std::max<int64_t>(p.cut_h0, 0), i1 = std::min<int64_t>(p.cut_h1, H - 1);
+    const int64_t j0 = std::max<int64_t>(p.cut_w0, 0), j1 = std::min<int64_t>(p.cut_w1, W - 1);
+    if (j0 <= j1)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = i0; i <= i1; ++i) std::fill(out + c * HW + i * W + j0, out + c * HW + i * W + j1 + 1, T(0));
+    return;
+  }
   Run runs[2][4];
   const int n_runs[2] = {column_runs(p, W, false, runs[0]), column_runs(p, W, true, runs[1])};
-  std::fill(out, out + C * HW, T(0));
+  const bool covers_all = p.crop_h == 0 && p.crop_w == 0 && p.cut_h0 > p.cut_h1;  // flip alone writes every pixel
+  if (!covers_all) std::fill(out, out + C * HW, T(0));
   for (int64_t i = 0; i < H; ++i) {
     const int64_t si = dsa::base_source_row(p, i, H);
     if (si < 0) continue;
