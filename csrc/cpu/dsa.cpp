@@ -338,8 +338,11 @@ struct Scratch {
 
 MEDISTILL_ALWAYS_INLINE int32_t clamp_index(int32_t k, int32_t hi) { return std::min(std::max(k, 0), hi); }
 
-// Restrict-qualified pointer parameters let the compiler vectorise this loop.
-template <typename T>
+// Restrict-qualified pointer parameters let the compiler vectorise this loop. kPadded = false:
+// i00..i11 get the corners' flat indices in the image, clamped into it. kPadded = true: i00 gets
+// the top-left corner's flat index in planes padded by one zero pixel on each side ((H + 2) x
+// (W + 2); an outside corner lands in the pad), and i01..i11 are not written.
+template <bool kPadded, typename T>
 MEDISTILL_ALWAYS_INLINE void row_taps_kernel(T rx, T ry, T xj, T yj, int32_t w, int32_t h, int32_t* __restrict__ i00,
                                              int32_t* __restrict__ i01, int32_t* __restrict__ i10,
                                              int32_t* __restrict__ i11, T* __restrict__ w00, T* __restrict__ w01,
@@ -360,20 +363,25 @@ MEDISTILL_ALWAYS_INLINE void row_taps_kernel(T rx, T ry, T xj, T yj, int32_t w, 
     w01[j] = (wx1 * fx1) * (wy0 * fy0);
     w10[j] = (wx0 * fx0) * (wy1 * fy1);
     w11[j] = (wx1 * fx1) * (wy1 * fy1);
-    const int32_t xa = clamp_index(x0, w - 1), xb = clamp_index(x0 + 1, w - 1);
-    const int32_t ya = clamp_index(y0, h - 1) * w, yb = clamp_index(y0 + 1, h - 1) * w;
-    i00[j] = ya + xa;
-    i01[j] = ya + xb;
-    i10[j] = yb + xa;
-    i11[j] = yb + xb;
+    if constexpr (kPadded) {
+      i00[j] = (std::min(std::max(y0, -1), h - 1) + 1) * (w + 2) + (std::min(std::max(x0, -1), w - 1) + 1);
+    } else {
+      const int32_t xa = clamp_index(x0, w - 1), xb = clamp_index(x0 + 1, w - 1);
+      const int32_t ya = clamp_index(y0, h - 1) * w, yb = clamp_index(y0 + 1, h - 1) * w;
+      i00[j] = ya + xa;
+      i01[j] = ya + xb;
+      i10[j] = yb + xa;
+      i11[j] = yb + xb;
+    }
   }
 }
 
-template <typename T>
+// The taps of output row i into t (see row_taps_kernel for kPadded).
+template <bool kPadded, typename T>
 MEDISTILL_ALWAYS_INLINE void row_taps(const dsa::PixelAffine<T>& M, int64_t i, int64_t H, int64_t W, RowTaps<T>& t) {
-  row_taps_kernel<T>(M.x0 + M.xi * T(i), M.y0 + M.yi * T(i), M.xj, M.yj, static_cast<int32_t>(W),
-                     static_cast<int32_t>(H), t.i00.data(), t.i01.data(), t.i10.data(), t.i11.data(), t.w00.data(),
-                     t.w01.data(), t.w10.data(), t.w11.data());
+  row_taps_kernel<kPadded, T>(M.x0 + M.xi * T(i), M.y0 + M.yi * T(i), M.xj, M.yj, static_cast<int32_t>(W),
+                              static_cast<int32_t>(H), t.i00.data(), t.i01.data(), t.i10.data(), t.i11.data(),
+                              t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data());
 }
 
 template <bool kBackward, int kC, typename T>
@@ -385,7 +393,7 @@ MEDISTILL_ALWAYS_INLINE void resample_general(const dsa::PixelAffine<T>& M, cons
   const int32_t* idx[4] = {t.i00.data(), t.i01.data(), t.i10.data(), t.i11.data()};
   const T* wts[4] = {t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data()};
   for (int64_t i = 0; i < H; ++i) {
-    row_taps(M, i, H, W, t);
+    row_taps<false>(M, i, H, W, t);
     if (!kBackward) {
       for (int64_t c = 0; c < C; ++c) {
         const T* __restrict__ r = in + c * HW;
@@ -411,39 +419,8 @@ MEDISTILL_ALWAYS_INLINE void resample_general(const dsa::PixelAffine<T>& M, cons
   }
 }
 
-// Backward of a general map for float32: scatter into zero-padded gradient planes of
-// (H + 2) x (W + 2), where a corner outside the image lands in the pad instead of needing a clamp.
-// Then a pixel's two corners in one row are adjacent, and each pixel costs two 8-byte
-// read-modify-writes per channel instead of four 4-byte ones. Even pixels of a row go first, then
-// odd ones: neighbouring pixels share corners, and a load that half-overlaps the previous store
-// stalls. The interior is copied out at the end.
-MEDISTILL_ALWAYS_INLINE void padded_row_taps(const dsa::PixelAffine<float>& M, int64_t i, int64_t H, int64_t W,
-                                             int32_t* __restrict__ base, float* __restrict__ w00,
-                                             float* __restrict__ w01, float* __restrict__ w10,
-                                             float* __restrict__ w11) {
-  const float rx = M.x0 + M.xi * static_cast<float>(i), ry = M.y0 + M.yi * static_cast<float>(i);
-  const int32_t w = static_cast<int32_t>(W), h = static_cast<int32_t>(H), pw = w + 2;
-  for (int32_t j = 0; j < w; ++j) {  // the arithmetic of row_taps_kernel, indices into the padded plane
-    const float ix = rx + M.xj * static_cast<float>(j), iy = ry + M.yj * static_cast<float>(j);
-    int32_t x0 = static_cast<int32_t>(ix), y0 = static_cast<int32_t>(iy);
-    x0 -= static_cast<int32_t>(static_cast<float>(x0) > ix);
-    y0 -= static_cast<int32_t>(static_cast<float>(y0) > iy);
-    const float fx = static_cast<float>(x0), fy = static_cast<float>(y0);
-    const float wx1 = ix - fx, wx0 = (fx + 1.f) - ix, wy1 = iy - fy, wy0 = (fy + 1.f) - iy;
-    const int32_t mx0 = (x0 >= 0) & (x0 < w), mx1 = (x0 >= -1) & (x0 < w - 1);
-    const int32_t my0 = (y0 >= 0) & (y0 < h), my1 = (y0 >= -1) & (y0 < h - 1);
-    const float fx0 = static_cast<float>(mx0), fx1 = static_cast<float>(mx1), fy0 = static_cast<float>(my0),
-                fy1 = static_cast<float>(my1);
-    w00[j] = (wx0 * fx0) * (wy0 * fy0);
-    w01[j] = (wx1 * fx1) * (wy0 * fy0);
-    w10[j] = (wx0 * fx0) * (wy1 * fy1);
-    w11[j] = (wx1 * fx1) * (wy1 * fy1);
-    base[j] = (std::min(std::max(y0, -1), h - 1) + 1) * pw + (std::min(std::max(x0, -1), w - 1) + 1);
-  }
-}
-
 // The padded layout of C planes in the scratch: (H + 2) x (W + 2) each, zero-filled, plus the row
-// tables padded_row_taps writes into.
+// tables row_taps<true> writes into (base: the top-left corner in the padded plane).
 struct PaddedPlanes {
   int64_t HW, PW, PHW;
   float* pad;
@@ -477,6 +454,12 @@ MEDISTILL_ALWAYS_INLINE void read_interior(const PaddedPlanes& P, float* image, 
       std::memcpy(image + c * P.HW + r * W, interior_row(P, c, r), static_cast<size_t>(W) * sizeof(float));
 }
 
+// Backward of a general map for float32: scatter into zero-padded gradient planes of
+// (H + 2) x (W + 2), where a corner outside the image lands in the pad instead of needing a clamp.
+// Then a pixel's two corners in one row are adjacent, and each pixel costs two 8-byte
+// read-modify-writes per channel instead of four 4-byte ones. Even pixels of a row go first, then
+// odd ones: neighbouring pixels share corners, and a load that half-overlaps the previous store
+// stalls. The interior is copied out at the end.
 template <int kC>
 MEDISTILL_ALWAYS_INLINE void resample_general_backward_padded(const dsa::PixelAffine<float>& M,
                                                               const float* __restrict__ g, float* __restrict__ out,
@@ -484,7 +467,7 @@ MEDISTILL_ALWAYS_INLINE void resample_general_backward_padded(const dsa::PixelAf
   const int64_t C = kC > 0 ? kC : C_rt;
   const PaddedPlanes P = zeroed_padded_planes(s, C, H, W);
   for (int64_t i = 0; i < H; ++i) {
-    padded_row_taps(M, i, H, W, P.base, P.w00, P.w01, P.w10, P.w11);
+    row_taps<true>(M, i, H, W, s.row);
     const float* gi = g + i * W;
     for (int64_t parity = 0; parity < 2; ++parity) {
       for (int64_t j = parity; j < W; j += 2) {
@@ -522,7 +505,7 @@ MEDISTILL_ALWAYS_INLINE void resample_general_forward_padded(const dsa::PixelAff
     return high ? _mm_loadh_pi(v, reinterpret_cast<const __m64*>(p)) : _mm_loadl_pi(v, reinterpret_cast<const __m64*>(p));
   };
   for (int64_t i = 0; i < H; ++i) {
-    padded_row_taps(M, i, H, W, base, w00, w01, w10, w11);
+    row_taps<true>(M, i, H, W, s.row);
     for (int64_t c = 0; c < C; ++c) {
       const float* pc = pad + c * PHW;
       float* o = out + c * HW + i * W;
