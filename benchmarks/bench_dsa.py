@@ -23,7 +23,7 @@ import torch
 
 from benchmarks.conftest import synchronize
 from benchmarks.dsa_rounds import CALLS, round_strategies
-from medistill.ops import dsa, reference, sample_dsa_params
+from medistill.ops import capture_cuda_graph, dsa, reference, sample_dsa_params
 
 ROUNDS = {10: 200, 256: 60}
 
@@ -85,16 +85,7 @@ def test_dsa_cuda_graph(benchmark, impl, batch, shape, mode, device):
             calls_once()
             synchronize(device)
     else:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                calls_once()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        graph.register_generator_state(gen)
-        with torch.cuda.graph(graph):
-            calls_once()
+        graph, _ = capture_cuda_graph(calls_once, generator=gen, warmup=3)
 
         def step():
             graph.replay()

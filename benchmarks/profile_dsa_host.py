@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from medistill.ops import dsa, reference, sample_dsa_params
+from medistill.ops import capture_cuda_graph, dsa, reference, sample_dsa_params
 
 
 def median_us(fn, repeat: int = 200) -> float:
@@ -51,16 +51,7 @@ def main() -> None:
         print(f"  {name:9s} forward (no grad) {median_us(lambda: fn(x.detach(), params)):8.1f}")
         print(f"  {name:9s} forward + backward {median_us(lambda: torch.autograd.grad(fn(x, params), x, g)):8.1f}")
         print(f"  {name:9s} draw + fwd + bwd   {median_us(lambda: torch.autograd.grad(fn(x, draw()), x, g)):8.1f}")
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            torch.autograd.grad(dsa(x, draw()), x, g)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    graph.register_generator_state(gen)
-    with torch.cuda.graph(graph):
-        torch.autograd.grad(dsa(x, draw()), x, g)
+    graph, _ = capture_cuda_graph(lambda: torch.autograd.grad(dsa(x, draw()), x, g), generator=gen, warmup=3)
     print(f"  medistill draw + fwd + bwd, CUDA graph replay {median_us(graph.replay):8.1f}")
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medistill.ops import DSAParams, DSAugment, dsa, has_ops, reference, sample_dsa_params
+from medistill.ops import DSAParams, DSAugment, capture_cuda_graph, dsa, has_ops, reference, sample_dsa_params
 from medistill.ops import dsa_params
 from medistill.ops.dsa_params import DEFAULT_STRATEGY, FAMILIES, FAMILY_BITS
 from tests.conftest import requires_cuda, tolerances
@@ -513,15 +513,7 @@ def test_cuda_siamese_sampling_and_no_host_sync():
 def test_cuda_graph_capture_of_the_op():
     params = draw("M", 8, 28, 28, seed=12).to("cuda")
     static_x = torch.randn(8, 3, 28, 28, device="cuda")
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            dsa(static_x, params)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = dsa(static_x, params)
+    graph, static_out = capture_cuda_graph(lambda: dsa(static_x, params), warmup=2)
     static_x.copy_(torch.randn(8, 3, 28, 28, device="cuda"))
     graph.replay()
     torch.testing.assert_close(static_out, dsa(static_x, params))
@@ -589,16 +581,7 @@ def test_cuda_graph_capture_of_sampling_forward_and_backward():
         (gx,) = torch.autograd.grad(out, x, g)
         return params, out, gx
 
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(2):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    graph.register_generator_state(gen)
-    with torch.cuda.graph(graph):
-        params, out, gx = step()
+    graph, (params, out, gx) = capture_cuda_graph(step, generator=gen, warmup=2)
     seen = set()
     for _ in range(4):
         graph.replay()
