@@ -8,7 +8,9 @@ CPU stack medistill's CLI sets up: its ConvNet pools with strided adds where the
 has ``nn.AvgPool2d`` (``published_loops.as_published``), and it keeps freed memory in the heap
 (``medistill.cpu_allocator``) where the published scripts run with glibc's defaults.
 ``MEDISTILL_BENCH_KEEP_FREED=both`` gives both sides the allocator policy (to see what it alone is
-worth), ``none`` neither.
+worth), ``none`` neither. On CUDA the CLI turns on ``torch.backends.cudnn.benchmark``; so does this
+file for the medistill side (``MEDISTILL_BENCH_CUDNN_BENCHMARK=both`` / ``none`` as above).
+``MEDISTILL_BENCH_CLASS_BATCHING`` (loop / vmap / auto, the default) sets DC/DSA's ``class_batching``.
 """
 import json
 import os
@@ -18,39 +20,36 @@ import torch
 
 from benchmarks import published_loops
 from benchmarks.conftest import synchronize
+from benchmarks.generated_classes import CLASSES, generated_classes
 from medistill.cpu_allocator import keep_freed_memory
-from medistill.data import ImageDataset
 from medistill.methods import make_config, make_method
 from medistill.models import build_model
 
-CLASSES, PER_CLASS = 10, 300
 KEEP_FREED = os.environ.get("MEDISTILL_BENCH_KEEP_FREED", "medistill")
+CUDNN_BENCHMARK = os.environ.get("MEDISTILL_BENCH_CUDNN_BENCHMARK", "medistill")
+CLASS_BATCHING = os.environ.get("MEDISTILL_BENCH_CLASS_BATCHING", "auto")
 
 
 @pytest.fixture(autouse=True)
-def allocator_policy(impl):
-    """medistill's CLI allocator policy for the medistill side (see the module doc). glibc cannot
-    return to its adaptive thresholds once the policy was set, so a side that runs after it in the
-    same process gets glibc's static defaults instead: for the default comparison run the sides in
-    separate processes (``-k reference`` / ``-k medistill``)."""
+def cli_settings(impl):
+    """medistill's CLI settings for the medistill side: the allocator policy and cuDNN autotuning (see
+    the module doc). glibc cannot return to its adaptive thresholds once the policy was set, so a side
+    that runs after it in the same process gets glibc's static defaults instead: for the default CPU
+    comparison run the sides in separate processes (``-k reference`` / ``-k medistill``)."""
     keep = KEEP_FREED == "both" or (KEEP_FREED == "medistill" and impl == "medistill")
     if keep:
         keep_freed_memory(True)
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = CUDNN_BENCHMARK == "both" or (CUDNN_BENCHMARK == "medistill" and impl == "medistill")
     yield
+    torch.backends.cudnn.benchmark = saved
     if keep:
         keep_freed_memory(False)
 
 
 @pytest.fixture(scope="module")
 def generated():
-    g = torch.Generator().manual_seed(0)
-    n = CLASSES * PER_CLASS
-    images = torch.randn(n, 1, 28, 28, generator=g)
-    labels = torch.arange(CLASSES).repeat_interleave(PER_CLASS)
-    return ImageDataset(name="generated", train_images=images, train_labels=labels, val_images=images[:10],
-                        val_labels=labels[:10], test_images=images[:10], test_labels=labels[:10],
-                        mean=torch.zeros(1), std=torch.ones(1), class_names=[str(c) for c in range(CLASSES)],
-                        md5="generated")
+    return generated_classes()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +96,8 @@ def test_dm_iteration(benchmark, impl, generated, device):
 @pytest.mark.parametrize("name", ["dc", "dsa"])
 def test_dc_outer_step(benchmark, impl, generated, device, name):
     benchmark.group = f"[{device.type}] {name.upper()} outer step (10 classes, 256 real/class, IPC 10)"
-    method = make_method(name, generated, make_config(name, 10, batch_real=256), device=str(device))
+    method = make_method(name, generated, make_config(name, 10, batch_real=256, class_batching=CLASS_BATCHING),
+                         device=str(device))
     step = dc_outer_step(impl, method)
 
     def run():
@@ -132,7 +132,9 @@ def test_bf16_autocast(benchmark, impl, generated, device, name):
     what = "DM iteration" if name == "dm" else "DC outer step"
     benchmark.group = f"[cuda] {what} (10 classes, 256 real/class, IPC 10), medistill amp=bf16 vs published float32"
     amp = "bf16" if impl == "medistill" else "off"
-    method = make_method(name, generated, make_config(name, 10, batch_real=256, amp=amp), device=str(device))
+    overrides = {"class_batching": CLASS_BATCHING} if name == "dc" else {}
+    method = make_method(name, generated, make_config(name, 10, batch_real=256, amp=amp, **overrides),
+                         device=str(device))
     step = dm_step(impl, method) if name == "dm" else dc_outer_step(impl, method)
 
     def run():

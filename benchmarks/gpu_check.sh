@@ -1,24 +1,50 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a CUDA machine with no internet (e.g. the lent H100/H200): builds
-# medistill._C in place with that machine's own torch, runs the op tests (CPU and CUDA cases),
-# then the op benchmarks on the GPU, and writes everything under $OUT (default ./gpu_results).
-# Usage: OUT=/some/dir bash benchmarks/gpu_check.sh      (fits in ~10 minutes on 16 cores)
-# BENCH_FILES="benchmarks/bench_dsa.py" limits the benchmarks; SKIP_TESTS=1 skips the op tests.
+# medistill._C in place with that machine's own torch, runs the op and CUDA method tests, then the
+# benchmarks on the GPU, and writes everything under $OUT (default ./gpu_results).
+#
+#   OUT=/some/dir bash benchmarks/gpu_check.sh
+#
+# The whole run keeps to DEADLINE seconds (default 540): each stage gets at most its own budget and
+# never more than what is left, most important first (build, tests, method benchmarks, profiles,
+# DSA benchmarks, variants, an end-to-end run), so a cut-off run still returns the early results.
+# SKIP_TESTS=1 skips the tests. MEDISTILL_DATA=<folder with breastmnist.npz> adds the end-to-end
+# DC run on real BreastMNIST (the device machine does not carry ../shared: copy the file along).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
+START=$(date +%s)
+DEADLINE=${DEADLINE:-540}
+STAGES="$OUT/stages.txt"
+
+# budget N: seconds for the next stage, at most N and at most what is left (0 when time is up).
+budget() { local left=$((DEADLINE - ($(date +%s) - START))); [ "$left" -lt "$1" ] && echo $((left > 0 ? left : 0)) || echo "$1"; }
+# stage NAME MAX CMD...: run CMD under `timeout`, record its exit code and seconds in stages.txt.
+stage() {
+  local name=$1 max=$2; shift 2
+  local t; t=$(budget "$max")
+  if [ "$t" -lt 5 ]; then echo "$name: skipped (out of time)" | tee -a "$STAGES"; return; fi
+  echo "== $name (up to ${t}s)"
+  local s0; s0=$(date +%s)
+  timeout "$t" "$@"; local rc=$?
+  echo "$name: rc=$rc in $(( $(date +%s) - s0 ))s (budget ${t}s)" | tee -a "$STAGES"
+}
+
 {
   echo "== machine"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $PY -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name())"
 } 2>&1 | tee "$OUT/machine.txt"
 
-echo "== build (in place, this machine's torch)"
 ARCH=$($PY -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'{m}.{n}')")
-MEDISTILL_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$ARCH} MAX_JOBS=${MAX_JOBS:-16} \
-  timeout ${BUILD_TIMEOUT:-330} $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+build() {
+  MEDISTILL_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$ARCH} MAX_JOBS=${MAX_JOBS:-16} \
+    $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; return 1; }
+}
+export -f build; export PY OUT ARCH
+stage build 300 bash -c build
 $PY -c "import medistill, json; print(json.dumps(medistill.build_info(), indent=1))" | tee "$OUT/build_info.json"
 
 # A C++ exception thrown by an op (bad input) must reach Python as RuntimeError. Images whose
@@ -39,25 +65,41 @@ if ! $PY -c "$RAISES" 2>&1 | tee -a "$OUT/machine.txt" | grep -q "reaches Python
   elif [ -x /usr/bin/g++ ]; then
     echo "rebuilding with /usr/bin/g++" | tee -a "$OUT/machine.txt"
     rm -rf build medistill/_C*.so
-    CC=/usr/bin/gcc CXX=/usr/bin/g++ MEDISTILL_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$ARCH} \
-      MAX_JOBS=${MAX_JOBS:-16} NVCC_PREPEND_FLAGS="-ccbin /usr/bin/g++" \
-      timeout ${BUILD_TIMEOUT:-330} $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+    export CC=/usr/bin/gcc CXX=/usr/bin/g++ NVCC_PREPEND_FLAGS="-ccbin /usr/bin/g++"
+    stage rebuild 300 bash -c build
     $PY -c "$RAISES" 2>&1 | tee -a "$OUT/machine.txt"
   fi
 fi
 
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-echo "== op tests (CPU and CUDA cases)"
-OP_TESTS=$(ls tests/test_channel_normalize.py tests/test_dsa*.py tests/test_losses*.py tests/test_norm*.py tests/test_models.py tests/test_cuda*.py 2>/dev/null)
-timeout ${TEST_TIMEOUT:-200} $PY -m pytest -q -p no:cacheprovider $OP_TESTS -rs --durations=5 > "$OUT/op_tests.txt" 2>&1; tail -30 "$OUT/op_tests.txt"
+  OP_TESTS=$(ls tests/test_channel_normalize.py tests/test_dsa*.py tests/test_losses*.py tests/test_norm*.py \
+    tests/test_models.py tests/test_cuda*.py 2>/dev/null)
+  stage tests 120 $PY -m pytest -q -p no:cacheprovider $OP_TESTS -rs --durations=5 > "$OUT/op_tests.txt" 2>&1
+  tail -15 "$OUT/op_tests.txt"
 fi
 
-echo "== DSA host-side profile (one call at a time)"
-timeout ${PROFILE_TIMEOUT:-60} $PY -m benchmarks.profile_dsa_host 2>&1 | tee "$OUT/dsa_host_profile.txt"
-
-echo "== op benchmarks on the GPU (reference vs medistill, same run)"
-MEDISTILL_BENCH_DEVICE=cuda MEDISTILL_BENCH_THREADS=16 MEDISTILL_BENCH_RATIOS="$OUT/bench_ratios_cuda.json" \
-  timeout ${BENCH_TIMEOUT:-240} $PY -m pytest -q -p no:cacheprovider ${BENCH_FILES:-benchmarks/bench_*.py} --benchmark-min-rounds=20 \
-  --benchmark-max-time=0.5 \
-  --benchmark-json="$OUT/bench_cuda.json" > "$OUT/bench_cuda.txt" 2>&1; grep -A40 "medistill vs reference" "$OUT/bench_cuda.txt" || tail -40 "$OUT/bench_cuda.txt"
-echo "results in $OUT"
+# bench NAME MAX FILE... [-- pytest args]: the GPU benchmarks, 16 CPU threads, ratios in NAME.json.
+bench() {
+  local name=$1 max=$2; shift 2
+  MEDISTILL_BENCH_DEVICE=cuda MEDISTILL_BENCH_THREADS=16 MEDISTILL_BENCH_RATIOS="$OUT/$name.json" \
+    stage "$name" "$max" $PY -m pytest -q -p no:cacheprovider "$@" --benchmark-json="$OUT/${name}_raw.json" \
+    > "$OUT/$name.txt" 2>&1
+  grep -A30 "medistill vs reference" "$OUT/$name.txt" || tail -20 "$OUT/$name.txt"
+}
+bench bench_methods 150 benchmarks/bench_methods.py
+stage profile_methods 60 $PY -m benchmarks.profile_methods_cuda > "$OUT/profile_methods.txt" 2>&1
+grep "^==" "$OUT/profile_methods.txt"
+bench bench_dsa 120 benchmarks/bench_dsa.py --benchmark-min-rounds=20 --benchmark-max-time=0.5
+stage profile_dsa_host 40 $PY -m benchmarks.profile_dsa_host > "$OUT/dsa_host_profile.txt" 2>&1
+MEDISTILL_BENCH_CLASS_BATCHING=loop bench bench_methods_loop 45 benchmarks/bench_methods.py -k "dc_outer_step"
+MEDISTILL_BENCH_CUDNN_BENCHMARK=none bench bench_methods_no_autotune 45 benchmarks/bench_methods.py \
+  -k "dm_iteration or dc_outer_step"
+if [ -f "${MEDISTILL_DATA:-/nonexistent}/breastmnist.npz" ]; then
+  for batching in vmap loop; do  # the same run with DC's class gradients vmapped and looped
+    stage "distill_dc_breast_$batching" 100 $PY -m medistill distill --dataset breastmnist --method dc --ipc 10 \
+      --preset quick --set class_batching=$batching --device cuda --out "$OUT/run_dc_breast_$batching" \
+      --eval-models 3 > "$OUT/distill_dc_breast_$batching.txt" 2>&1
+    tail -8 "$OUT/distill_dc_breast_$batching.txt"
+  done
+fi
+echo "total $(( $(date +%s) - START ))s; results in $OUT"

@@ -316,6 +316,8 @@ def main(argv=None) -> int:
         from .cpu_allocator import keep_freed_memory
 
         keep_freed_memory()  # large activations are not page-faulted in again every pass
+    else:
+        torch.backends.cudnn.benchmark = True  # a run's network shapes are fixed: pick each conv's fastest algorithm once
     from .data.errors import DataError
 
     try:

@@ -70,7 +70,8 @@ class DistillMethod:
     def sample_real(self, c: int, n: int) -> torch.Tensor:
         """n random training images of class c (all if the class is smaller), from c's generator: (n, C, H, W)."""
         idx = self.class_indices[c]
-        pick = torch.randperm(len(idx), generator=self.class_generators[c])[:n].to(self.device)
+        # non_blocking: a pageable host→device copy is staged at once and does not wait for the GPU
+        pick = torch.randperm(len(idx), generator=self.class_generators[c])[:n].to(self.device, non_blocking=True)
         return self.real_images[idx[pick]]
 
     def siamese(self, c: int, real: torch.Tensor, syn: torch.Tensor) -> list[torch.Tensor]:
@@ -81,7 +82,13 @@ class DistillMethod:
         """A fresh network initialised from the shared generator (the same on every rank)."""
         d = self.dataset
         return build_model(self.config.model, d.channels, d.num_classes, d.image_size,
-                           generator=self.generator).to(self.device)
+                           generator=self.generator).to(self.device, non_blocking=True)  # no host sync
+
+    def network_skeleton(self) -> nn.Module:
+        """The network's architecture on the meta device: no memory, no random draws."""
+        d = self.dataset
+        with torch.device("meta"):
+            return build_model(self.config.model, d.channels, d.num_classes, d.image_size)
 
     def network_precision(self):
         """Context for a network forward pass: bf16 autocast when ``config.amp == 'bf16'``, else nothing.

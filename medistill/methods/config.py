@@ -69,6 +69,7 @@ class DCConfig(CommonConfig):
     outer_loop: int | None = None
     inner_loop: int | None = None
     dsa: bool = False
+    class_batching: str = "auto"  # per-class gradients: "loop", "vmap" (one pass over all classes), "auto" (vmap on CUDA)
 
     def loops(self) -> tuple[int, int]:
         outer, inner = dc_loops(self.ipc)

@@ -4,7 +4,10 @@ Per iteration: a fresh network. For each of ``outer_loop`` steps: for every clas
 the cross-entropy on ``batch_real`` real images (detached) and on the class's synthetic images
 (``create_graph=True``) with respect to all network parameters; the per-class gradient lists are
 stacked and matched in one :func:`medistill.ops.gradient_match_loss_batched` call; one SGD step on
-the images. Between outer steps (not after the last) the network trains ``inner_loop`` epochs on the
+the images. ``class_batching``: the per-class gradients come from a class loop (``loop``) or from one
+vmapped pass over all classes (``vmap``, :mod:`.class_batched_gradients`); ``auto`` (default) takes
+vmap on CUDA, where the loop is host-bound, and the loop on CPU, where vmap was measured slower
+(BENCHMARKS.md). Both draw the same random numbers; results differ by float rounding only. Between outer steps (not after the last) the network trains ``inner_loop`` epochs on the
 synthetic set (batch ``batch_train``, SGD ``lr_net``; unseeded DSA for DSA).
 Class-parallel: each rank matches the classes it owns; before each inner-loop network update the
 synthetic set is all-gathered, and every rank trains the same network identically (shared generator).
@@ -15,11 +18,25 @@ import torch
 import torch.nn.functional as F
 
 from ..ops import gradient_match_loss_batched
+from . import class_batched_gradients
 from .base import DistillMethod
+
+CLASS_BATCHING = ("auto", "loop", "vmap")
 
 
 class DC(DistillMethod):
     name = "dc"
+
+    def __init__(self, dataset, config, device="cpu", dist=None):
+        if config.class_batching not in CLASS_BATCHING:
+            raise ValueError(f"unknown class_batching {config.class_batching!r}; choose one of {', '.join(CLASS_BATCHING)}")
+        super().__init__(dataset, config, device, dist)
+        batchable = class_batched_gradients.supports_class_batching(self.network_skeleton())
+        if config.class_batching == "vmap" and not batchable:
+            raise ValueError(f"class_batching='vmap' needs a ConvNet without batch norm; {config.model!r} is not one "
+                             "(use class_batching=loop)")
+        self.vmap_classes = batchable and (config.class_batching == "vmap" or
+                                           (config.class_batching == "auto" and self.device.type == "cuda"))
 
     @property
     def uses_dsa(self) -> bool:  # DC sets are evaluated without augmentation, DSA sets with it
@@ -38,10 +55,26 @@ class DC(DistillMethod):
         g_syn = torch.autograd.grad(F.cross_entropy(out_syn.float(), y_syn), params, create_graph=True)
         return [g.detach() for g in g_real], list(g_syn)
 
+    def batched_class_gradients(self, net) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every owned class's real and synthetic gradients from one vmapped pass each: two lists over
+        the parameters of (len(classes), *p.shape); the same draws, in the same order, as the loop."""
+        reals, syns = [], []
+        for c in self.classes:
+            real = self.sample_real(c, self.config.batch_real)
+            syn = self.images[self.class_slice(c)]
+            if self.config.dsa:
+                real, syn = self.siamese(c, real, syn)
+            reals.append(real)
+            syns.append(syn)
+        classes = list(self.classes)
+        g_real = class_batched_gradients.class_gradients(net, reals, classes, self.network_precision)
+        g_syn = class_batched_gradients.class_gradients(net, syns, classes, self.network_precision)
+        return [g.detach() for g in g_real], g_syn
+
     def train_network(self, net, net_optimizer) -> None:
         images, labels = self.full_images(), self.labels
         for _ in range(self.inner_loop):
-            order = torch.randperm(len(labels), generator=self.generator).to(self.device)
+            order = torch.randperm(len(labels), generator=self.generator).to(self.device, non_blocking=True)
             for start in range(0, len(labels), self.config.batch_train):
                 idx = order[start : start + self.config.batch_train]
                 x = images[idx]
@@ -56,9 +89,12 @@ class DC(DistillMethod):
 
     def outer_step(self, net, params) -> torch.Tensor:
         """Match every owned class's gradients in one batched loss call; one image update. Returns the loss."""
-        per_class = [self.class_gradients(net, params, c) for c in self.classes]
-        g_real = [torch.stack([pc[0][i] for pc in per_class]) for i in range(len(params))]
-        g_syn = [torch.stack([pc[1][i] for pc in per_class]) for i in range(len(params))]
+        if self.vmap_classes:
+            g_real, g_syn = self.batched_class_gradients(net)
+        else:
+            per_class = [self.class_gradients(net, params, c) for c in self.classes]
+            g_real = [torch.stack([pc[0][i] for pc in per_class]) for i in range(len(params))]
+            g_syn = [torch.stack([pc[1][i] for pc in per_class]) for i in range(len(params))]
         loss = gradient_match_loss_batched(g_real, g_syn, metric=self.config.metric).sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
