@@ -11,6 +11,7 @@ has ``nn.AvgPool2d`` (``published_loops.as_published``), and it keeps freed memo
 worth), ``none`` neither. On CUDA the CLI turns on ``torch.backends.cudnn.benchmark``; so does this
 file for the medistill side (``MEDISTILL_BENCH_CUDNN_BENCHMARK=both`` / ``none`` as above).
 ``MEDISTILL_BENCH_CLASS_BATCHING`` (loop / vmap / auto, the default) sets DC/DSA's ``class_batching``.
+``MEDISTILL_BENCH_ROUNDS=N`` times N rounds per case instead of 2–3 (a GPU step takes milliseconds).
 """
 import json
 import os
@@ -28,6 +29,11 @@ from medistill.models import build_model
 KEEP_FREED = os.environ.get("MEDISTILL_BENCH_KEEP_FREED", "medistill")
 CUDNN_BENCHMARK = os.environ.get("MEDISTILL_BENCH_CUDNN_BENCHMARK", "medistill")
 CLASS_BATCHING = os.environ.get("MEDISTILL_BENCH_CLASS_BATCHING", "auto")
+ROUNDS = int(os.environ.get("MEDISTILL_BENCH_ROUNDS", "0"))
+
+
+def rounds(default: int) -> int:
+    return ROUNDS or default
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +96,7 @@ def test_dm_iteration(benchmark, impl, generated, device):
         step()
         synchronize(device)
 
-    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=rounds(3), warmup_rounds=1)
 
 
 @pytest.mark.parametrize("name", ["dc", "dsa"])
@@ -104,7 +110,7 @@ def test_dc_outer_step(benchmark, impl, generated, device, name):
         step()
         synchronize(device)
 
-    benchmark.pedantic(run, rounds=2, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=rounds(2), warmup_rounds=1)
 
 
 def test_mtt_iteration(benchmark, impl, generated, expert_bank, device):
@@ -120,7 +126,7 @@ def test_mtt_iteration(benchmark, impl, generated, expert_bank, device):
         step()
         synchronize(device)
 
-    benchmark.pedantic(run, rounds=1, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=rounds(1), warmup_rounds=1)
 
 
 @pytest.mark.parametrize("name", ["dm", "dc"])
@@ -141,4 +147,4 @@ def test_bf16_autocast(benchmark, impl, generated, device, name):
         step()
         synchronize(device)
 
-    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=rounds(3), warmup_rounds=1)

@@ -8,8 +8,10 @@
 # The whole run keeps to DEADLINE seconds (default 540): each stage gets at most its own budget and
 # never more than what is left, most important first (build, tests, method benchmarks, profiles,
 # DSA benchmarks, variants, an end-to-end run), so a cut-off run still returns the early results.
-# SKIP_TESTS=1 skips the tests. MEDISTILL_DATA=<folder with breastmnist.npz> adds the end-to-end
-# DC run on real BreastMNIST (the device machine does not carry ../shared: copy the file along).
+# SKIP_TESTS=1 skips the tests; ONLY="build bench_methods ..." runs just the stages named;
+# METHOD_RUNS=N repeats the method benchmarks N times (bench_methods, bench_methods_run2, ...).
+# MEDISTILL_DATA=<folder with breastmnist.npz> adds end-to-end DC and DM runs on real BreastMNIST
+# (the device machine does not carry ../shared: copy the file along, and medmnist if it is missing).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_results}
@@ -25,6 +27,7 @@ budget() { local left=$((DEADLINE - ($(date +%s) - START))); [ "$left" -lt "$1" 
 # stage NAME MAX CMD...: run CMD under `timeout`, record its exit code and seconds in stages.txt.
 stage() {
   local name=$1 max=$2; shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
   local t; t=$(budget "$max")
   if [ "$t" -lt 5 ]; then echo "$name: skipped (out of time)" | tee -a "$STAGES"; return; fi
   echo "== $name (up to ${t}s)"
@@ -86,7 +89,9 @@ bench() {
     > "$OUT/$name.txt" 2>&1
   grep -A30 "medistill vs reference" "$OUT/$name.txt" || tail -20 "$OUT/$name.txt"
 }
-bench bench_methods 150 benchmarks/bench_methods.py
+for i in $(seq 1 "${METHOD_RUNS:-1}"); do
+  bench "bench_methods$([ "$i" -gt 1 ] && echo "_run$i")" 150 benchmarks/bench_methods.py
+done
 stage profile_methods 60 $PY -m benchmarks.profile_methods_cuda > "$OUT/profile_methods.txt" 2>&1
 grep "^==" "$OUT/profile_methods.txt"
 bench bench_dsa 120 benchmarks/bench_dsa.py --benchmark-min-rounds=20 --benchmark-max-time=0.5
@@ -101,5 +106,8 @@ if [ -f "${MEDISTILL_DATA:-/nonexistent}/breastmnist.npz" ]; then
       --eval-models 3 > "$OUT/distill_dc_breast_$batching.txt" 2>&1
     tail -8 "$OUT/distill_dc_breast_$batching.txt"
   done
+  stage distill_dm_breast 100 $PY -m medistill distill --dataset breastmnist --method dm --ipc 10 --preset quick \
+    --device cuda --out "$OUT/run_dm_breast" --eval-models 3 > "$OUT/distill_dm_breast.txt" 2>&1
+  tail -8 "$OUT/distill_dm_breast.txt"
 fi
 echo "total $(( $(date +%s) - START ))s; results in $OUT"
