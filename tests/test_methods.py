@@ -38,6 +38,21 @@ def test_dm_reduces_its_loss(breast):
     assert sum(losses[-3:]) < sum(losses[:3])
 
 
+def test_dm_network_redrawn_in_place_equals_a_fresh_one(breast):
+    cfg = make_config("dm", 2, "quick", batch_real=32)
+    refreshed, rebuilt = make_method("dm", breast, cfg), make_method("dm", breast, cfg)
+
+    def fresh_network():  # what DM did before NetworkRefresher: build a new network every iteration
+        net = rebuilt.sample_network()
+        net.train()
+        return net.requires_grad_(False)
+
+    rebuilt.fresh_network = fresh_network
+    for _ in range(3):
+        assert float(refreshed.step()) == float(rebuilt.step())
+    assert torch.equal(refreshed.images, rebuilt.images)
+
+
 @pytest.mark.parametrize("name", ["dc", "dsa"])
 def test_gradient_matching_reduces_its_loss(breast, name):
     method = make_method(name, breast, make_config(name, 1, "quick", batch_real=64))

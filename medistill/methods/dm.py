@@ -9,23 +9,36 @@ run slower than ten cache-sized ones — measured in BENCHMARKS.md), all synthet
 one pass with autograd, and :func:`medistill.ops.distribution_match_loss` reduces them in one op.
 Class-parallel: each rank does this for the classes it owns and needs no communication per
 iteration (its images get gradient only from its own classes' terms).
+The fresh network is one module re-drawn in place (:mod:`.network_refresh`): the same values as
+building one, without the host work of building it.
 """
 from __future__ import annotations
 
 import torch
 
 from ..ops import distribution_match_loss
+from ..models import build_model
 from .base import DistillMethod
+from .network_refresh import NetworkRefresher
 
 
 class DM(DistillMethod):
     name = "dm"
 
+    _refresher: NetworkRefresher | None = None
+
+    def fresh_network(self) -> torch.nn.Module:
+        """The iteration's random network, frozen: what :meth:`sample_network` would return, re-drawn in place."""
+        if self._refresher is None:
+            d = self.dataset
+            self._refresher = NetworkRefresher(
+                lambda: build_model(self.config.model, d.channels, d.num_classes, d.image_size), self.device)
+            self._refresher.net.train()
+            self._refresher.net.requires_grad_(False)
+        return self._refresher(self.generator)
+
     def step(self) -> torch.Tensor:
-        net = self.sample_network()
-        net.train()
-        for p in net.parameters():
-            p.requires_grad_(False)
+        net = self.fresh_network()
         reals, syns, real_labels = [], [], []
         for c in self.classes:
             real = self.sample_real(c, self.config.batch_real)
