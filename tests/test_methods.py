@@ -90,6 +90,15 @@ def test_class_batching_choice(breast):
         make_method("dc", breast, make_config("dc", 1, "quick", model="convnet_bn", class_batching="vmap"))
 
 
+def test_class_batching_does_not_block_resume():
+    from medistill.methods.checkpoint import config_mismatch
+
+    # the same gradients either way (rounding apart), and folders made before the setting existed
+    assert config_mismatch({"lr_img": 0.1, "class_batching": "loop"}, {"lr_img": 0.1, "class_batching": "vmap"}) == {}
+    assert config_mismatch({"lr_img": 0.1}, {"lr_img": 0.1, "class_batching": "auto"}) == {}
+    assert config_mismatch({"lr_img": 0.1}, {"lr_img": 0.2}) == {"lr_img": (0.1, 0.2)}
+
+
 def test_mtt_reduces_its_loss_and_learns_lr(breast, experts):
     cfg = make_config("mtt", 1, "quick", expert_dir=str(experts), syn_steps=3, expert_epochs=1, max_start_epoch=0,
                       lr_img=100.0, lr_lr=1e-5)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# Settings that may differ between a run and its resumption (they do not change the result).
-RESUME_NEUTRAL = {"checkpoint_every", "log_every", "versions"}
+# Settings that may differ between a run and its resumption (they do not change the result;
+# class_batching changes how DC/DSA compute the same gradients, so float rounding only).
+RESUME_NEUTRAL = {"checkpoint_every", "log_every", "versions", "class_batching"}
 # Settings added after runs were made: a saved config without one was made with this value.
 ADDED_SETTINGS = {"amp": "off", "zca": False}
 
