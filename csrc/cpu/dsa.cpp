@@ -25,6 +25,7 @@
 #include "../common/dsa_checks.h"
 #include "../common/dsa_math.h"
 #include "banded_rows_avx2.h"
+#include "interleaved_rgb_avx2.h"
 #include "x86_dispatch.h"
 
 namespace medistill {
@@ -329,11 +330,14 @@ struct Scratch {
   std::vector<int> band_fan_count;
   banded::PaddedRow band_row;
   std::vector<T> padded_planes;  // C planes of (H + 2) x (W + 2): the float32 general backward
+  std::vector<float> rgb_image, rgb_row;  // 3 channels, float32, AVX2: interleaved_rgb_avx2.h
   Scratch(int64_t numel, int64_t H, int64_t W)
       : images(static_cast<size_t>(3 * numel)), plane(static_cast<size_t>(H * W)), wa(static_cast<size_t>(2 * W)),
         wb(static_cast<size_t>(2 * H)), ka(static_cast<size_t>(2 * W)), kb(static_cast<size_t>(2 * H)),
         fan_index(static_cast<size_t>(kMaxFanIn * W)), fan_count(static_cast<size_t>(W)), fan_weight(static_cast<size_t>(kMaxFanIn * W)), row(W),
-        padded_planes(static_cast<size_t>(numel / (H * W) * (H + 2) * (W + 2))) {}
+        padded_planes(static_cast<size_t>(numel / (H * W) * (H + 2) * (W + 2))),
+        rgb_image(numel / (H * W) == 3 ? static_cast<size_t>((H + 2) * (W + 2) * 4) : 0),
+        rgb_row(numel / (H * W) == 3 ? static_cast<size_t>(W * 4) : 0) {}
 };
 
 MEDISTILL_ALWAYS_INLINE int32_t clamp_index(int32_t k, int32_t hi) { return std::min(std::max(k, 0), hi); }
@@ -532,11 +536,36 @@ MEDISTILL_ALWAYS_INLINE void resample_general_forward_padded(const dsa::PixelAff
   }
 }
 
+// General map on a 3-channel float32 image, where the CPU has AVX2: through one interleaved,
+// zero-padded copy (interleaved_rgb_avx2.h) with the padded taps of row_taps<true>.
+template <bool kBackward>
+MEDISTILL_ALWAYS_INLINE void resample_general_rgb(const dsa::PixelAffine<float>& M, const float* in, float* out,
+                                                  int64_t H, int64_t W, Scratch<float>& s) {
+  float* img = s.rgb_image.data();
+  const int64_t HW = H * W;
+  if (kBackward)
+    rgb::zero(img, H, W);
+  else
+    rgb::interleave(in, H, W, img);
+  const RowTaps<float>& t = s.row;
+  for (int64_t i = 0; i < H; ++i) {
+    row_taps<true>(M, i, H, W, s.row);
+    if (kBackward)
+      rgb::backward_row(img, W, t.i00.data(), t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data(), in + i * W,
+                        in + HW + i * W, in + 2 * HW + i * W, s.rgb_row.data());
+    else
+      rgb::forward_row(img, W, t.i00.data(), t.w00.data(), t.w01.data(), t.w10.data(), t.w11.data(), out + i * W,
+                       out + HW + i * W, out + 2 * HW + i * W);
+  }
+  if (kBackward) rgb::deinterleave(img, H, W, out);
+}
+
 template <bool kBackward, typename T>
 MEDISTILL_ALWAYS_INLINE void resample_stage(const dsa::PixelAffine<T>& M, const T* in, T* out, int64_t C, int64_t H, int64_t W, T* tmp,
                     Scratch<T>& s) {
   if (M.xi == T(0) && M.yj == T(0)) return resample_separable<kBackward>(M, in, out, C, H, W, tmp, s);
   if constexpr (std::is_same_v<T, float>) {  // padded planes (float32)
+    if (C == 3 && cpu_has_avx2_fma()) return resample_general_rgb<kBackward>(M, in, out, H, W, s);
     if (kBackward) {
       if (C == 1) return resample_general_backward_padded<1>(M, in, out, C, H, W, s);
       if (C == 3) return resample_general_backward_padded<3>(M, in, out, C, H, W, s);
