@@ -22,6 +22,21 @@ inline void zero(float* img, int64_t H, int64_t W) {
   std::memset(img, 0, static_cast<size_t>((H + 2) * (W + 2) * 4) * sizeof(float));
 }
 
+// W pixels of three plane rows -> W interleaved pixels (R, G, B, 0) at dst.
+__attribute__((target("avx2,fma"))) inline void interleave_row(const float* R, const float* G, const float* B, int64_t W,
+                                                               float* dst) {
+  int64_t j = 0;
+  for (; j + 4 <= W; j += 4) {
+    __m128 r4 = _mm_loadu_ps(R + j), g4 = _mm_loadu_ps(G + j), b4 = _mm_loadu_ps(B + j), z = _mm_setzero_ps();
+    _MM_TRANSPOSE4_PS(r4, g4, b4, z);  // now one pixel (R, G, B, 0) per vector
+    _mm_storeu_ps(dst + j * 4, r4);
+    _mm_storeu_ps(dst + j * 4 + 4, g4);
+    _mm_storeu_ps(dst + j * 4 + 8, b4);
+    _mm_storeu_ps(dst + j * 4 + 12, z);
+  }
+  for (; j < W; ++j) _mm_storeu_ps(dst + j * 4, _mm_setr_ps(R[j], G[j], B[j], 0.f));
+}
+
 // planes (3, H, W) -> the interior of the padded interleaved image; the border is zeroed.
 __attribute__((target("avx2,fma"))) inline void interleave(const float* planes, int64_t H, int64_t W, float* img) {
   const int64_t PW = W + 2, HW = H * W;
@@ -31,18 +46,8 @@ __attribute__((target("avx2,fma"))) inline void interleave(const float* planes, 
     float* row = img + (r + 1) * PW * 4;
     _mm_storeu_ps(row, _mm_setzero_ps());
     _mm_storeu_ps(row + (W + 1) * 4, _mm_setzero_ps());
-    const float *R = planes + r * W, *G = R + HW, *B = G + HW;
-    float* d = row + 4;
-    int64_t j = 0;
-    for (; j + 4 <= W; j += 4) {
-      __m128 r4 = _mm_loadu_ps(R + j), g4 = _mm_loadu_ps(G + j), b4 = _mm_loadu_ps(B + j), z = _mm_setzero_ps();
-      _MM_TRANSPOSE4_PS(r4, g4, b4, z);  // now one pixel (R, G, B, 0) per vector
-      _mm_storeu_ps(d + j * 4, r4);
-      _mm_storeu_ps(d + j * 4 + 4, g4);
-      _mm_storeu_ps(d + j * 4 + 8, b4);
-      _mm_storeu_ps(d + j * 4 + 12, z);
-    }
-    for (; j < W; ++j) _mm_storeu_ps(d + j * 4, _mm_setr_ps(R[j], G[j], B[j], 0.f));
+    const float* R = planes + r * W;
+    interleave_row(R, R + HW, R + 2 * HW, W, row + 4);
   }
 }
 
@@ -116,18 +121,9 @@ __attribute__((target("avx2,fma"))) inline void backward_row(float* img, int64_t
                                                              const float* w11, const float* R, const float* G,
                                                              const float* B, float* row4) {
   const int64_t down = (W + 2) * 4;
-  int64_t j = 0;
-  for (; j + 4 <= W; j += 4) {
-    __m128 r4 = _mm_loadu_ps(R + j), g4 = _mm_loadu_ps(G + j), b4 = _mm_loadu_ps(B + j), z = _mm_setzero_ps();
-    _MM_TRANSPOSE4_PS(r4, g4, b4, z);
-    _mm_storeu_ps(row4 + j * 4, r4);
-    _mm_storeu_ps(row4 + j * 4 + 4, g4);
-    _mm_storeu_ps(row4 + j * 4 + 8, b4);
-    _mm_storeu_ps(row4 + j * 4 + 12, z);
-  }
-  for (; j < W; ++j) _mm_storeu_ps(row4 + j * 4, _mm_setr_ps(R[j], G[j], B[j], 0.f));
+  interleave_row(R, G, B, W, row4);
   for (int64_t parity = 0; parity < 2; ++parity) {
-    for (j = parity; j < W; j += 2) {
+    for (int64_t j = parity; j < W; j += 2) {
       const __m128 gv = _mm_loadu_ps(row4 + j * 4);
       const __m256 g2 = _mm256_set_m128(gv, gv);
       float* p = img + static_cast<int64_t>(base[j]) * 4;
