@@ -80,15 +80,18 @@ class DistillMethod:
 
     def sample_network(self) -> nn.Module:
         """A fresh network initialised from the shared generator (the same on every rank)."""
+        return self.build_network(self.generator).to(self.device, non_blocking=True)  # no host sync
+
+    def build_network(self, generator: torch.Generator | None = None) -> nn.Module:
+        """``config.model`` for this dataset's channels, classes and size, on the CPU (or the current
+        default device); drawn from ``generator`` when given."""
         d = self.dataset
-        return build_model(self.config.model, d.channels, d.num_classes, d.image_size,
-                           generator=self.generator).to(self.device, non_blocking=True)  # no host sync
+        return build_model(self.config.model, d.channels, d.num_classes, d.image_size, generator=generator)
 
     def network_skeleton(self) -> nn.Module:
         """The network's architecture on the meta device: no memory, no random draws."""
-        d = self.dataset
         with torch.device("meta"):
-            return build_model(self.config.model, d.channels, d.num_classes, d.image_size)
+            return self.build_network()
 
     def network_precision(self):
         """Context for a network forward pass: bf16 autocast when ``config.amp == 'bf16'``, else nothing.

@@ -4,11 +4,12 @@ Per iteration: a fresh network. For each of ``outer_loop`` steps: for every clas
 the cross-entropy on ``batch_real`` real images (detached) and on the class's synthetic images
 (``create_graph=True``) with respect to all network parameters; the per-class gradient lists are
 stacked and matched in one :func:`medistill.ops.gradient_match_loss_batched` call; one SGD step on
-the images. ``class_batching``: the per-class gradients come from a class loop (``loop``) or from one
-vmapped pass over all classes (``vmap``, :mod:`.class_batched_gradients`); ``auto`` (default) takes
-vmap on CUDA, where the loop is host-bound, and the loop on CPU, where vmap was measured slower
-(BENCHMARKS.md). Both draw the same random numbers; results differ by float rounding only. Between outer steps (not after the last) the network trains ``inner_loop`` epochs on the
+the images. Between outer steps (not after the last) the network trains ``inner_loop`` epochs on the
 synthetic set (batch ``batch_train``, SGD ``lr_net``; unseeded DSA for DSA).
+``class_batching``: the per-class gradients come from a class loop (``loop``) or from one vmapped
+pass over all classes (``vmap``, :mod:`.class_batched_gradients`); ``auto`` (default) takes vmap on
+CUDA, where the loop is host-bound, and the loop on CPU, where vmap was measured slower
+(BENCHMARKS.md). Both draw the same random numbers; results differ by float rounding only.
 Class-parallel: each rank matches the classes it owns; before each inner-loop network update the
 synthetic set is all-gathered, and every rank trains the same network identically (shared generator).
 """
@@ -42,11 +43,16 @@ class DC(DistillMethod):
     def uses_dsa(self) -> bool:  # DC sets are evaluated without augmentation, DSA sets with it
         return self.config.dsa
 
-    def class_gradients(self, net, params, c: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def class_batches(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class c's real batch (batch_real, C, H, W) and synthetic images (IPC, C, H, W), Siamese-augmented for DSA."""
         real = self.sample_real(c, self.config.batch_real)
         syn = self.images[self.class_slice(c)]
         if self.config.dsa:
             real, syn = self.siamese(c, real, syn)
+        return real, syn
+
+    def class_gradients(self, net, params, c: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        real, syn = self.class_batches(c)
         with self.network_precision():
             out_real, out_syn = net(real), net(syn)
         y_real = torch.full((len(real),), c, dtype=torch.long, device=self.device)
@@ -58,14 +64,7 @@ class DC(DistillMethod):
     def batched_class_gradients(self, net) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Every owned class's real and synthetic gradients from one vmapped pass each: two lists over
         the parameters of (len(classes), *p.shape); the same draws, in the same order, as the loop."""
-        reals, syns = [], []
-        for c in self.classes:
-            real = self.sample_real(c, self.config.batch_real)
-            syn = self.images[self.class_slice(c)]
-            if self.config.dsa:
-                real, syn = self.siamese(c, real, syn)
-            reals.append(real)
-            syns.append(syn)
+        reals, syns = zip(*(self.class_batches(c) for c in self.classes))
         classes = list(self.classes)
         g_real = class_batched_gradients.class_gradients(net, reals, classes, self.network_precision)
         g_syn = class_batched_gradients.class_gradients(net, syns, classes, self.network_precision)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import torch
 
 from ..ops import distribution_match_loss
-from ..models import build_model
 from .base import DistillMethod
 from .network_refresh import NetworkRefresher
 
@@ -30,9 +29,7 @@ class DM(DistillMethod):
     def fresh_network(self) -> torch.nn.Module:
         """The iteration's random network, frozen: what :meth:`sample_network` would return, re-drawn in place."""
         if self._refresher is None:
-            d = self.dataset
-            self._refresher = NetworkRefresher(
-                lambda: build_model(self.config.model, d.channels, d.num_classes, d.image_size), self.device)
+            self._refresher = NetworkRefresher(self.build_network, self.device)
             self._refresher.net.train()
             self._refresher.net.requires_grad_(False)
         return self._refresher(self.generator)

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from ..data.zca import fit_zca, whiten_dataset
-from ..models import build_model
 from ..ops import trajectory_match_loss
 from .base import DistillMethod
 from .experts import load_experts, matching_zca
@@ -40,8 +39,7 @@ class MTT(DistillMethod):
                              f"= {needed} needs at least that many")
         self.syn_lr = torch.tensor(config.lr_teacher, device=self.device, requires_grad=True)
         self.lr_optimizer = torch.optim.SGD([self.syn_lr], lr=config.lr_lr, momentum=config.momentum_lr)
-        self.student = build_model(config.model, dataset.channels, dataset.num_classes,
-                                   dataset.image_size).to(self.device)
+        self.student = self.build_network().to(self.device)
         # Every unrolled step is differentiated twice (create_graph), which the fused ConvNet block
         # serves by recomputing the unfused chain: on the H200 that made an iteration 0.73x the
         # published loop's speed (BENCHMARKS.md). MTT runs the modules one by one.
