@@ -448,6 +448,15 @@ def test_bad_input_names_the_problem():
         sample_dsa_params(4, 28, 28, strategy="flip_color", mode="M")
     with pytest.raises(ValueError, match="height and width must be positive ints"):
         sample_dsa_params(4, 0, 28)
+    # The per-signature validation cache is typed: a float size is refused even after the int one
+    # was drawn, and an unhashable one still gets the message.
+    sample_dsa_params(4, 28, 28)
+    with pytest.raises(ValueError, match="sizes must be ints"):
+        sample_dsa_params(4.0, 28, 28)
+    with pytest.raises(ValueError, match="sizes must be ints"):
+        sample_dsa_params([4], 28, 28)
+    with pytest.raises(TypeError, match="strategy must be a string"):
+        sample_dsa_params(4, 28, 28, strategy=["color"])
 
 
 @needs_ops

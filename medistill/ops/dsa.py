@@ -35,9 +35,11 @@ def dsa(
     """
     check_dsa_input(x, params)
     if use_kernel(x):
-        return torch.ops.medistill.dsa.default(x, params.ints, params.floats, bool(align_corners),
-                                               bool(compose_affine))
+        return _DSA_OP(x, params.ints, params.floats, bool(align_corners), bool(compose_affine))
     return reference.dsa(x, params, align_corners=align_corners, compose_affine=compose_affine)
+
+
+_DSA_OP = torch.ops.medistill.dsa.default if has_ops() else None  # resolved once: ~1 µs a call
 
 
 if has_ops():

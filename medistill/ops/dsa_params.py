@@ -230,6 +230,42 @@ def sample_dsa_params(
     host synchronisation (CUDA-graph capturable once the per-size constants are cached by a first
     call); a CPU generator with a CUDA ``device`` samples on the CPU and copies non-blocking.
     """
+    device = _target_device(device)
+    sample_device = generator.device if generator is not None else device
+    siamese = bool(siamese)
+    try:  # validated once per distinct call signature (typed: 28.0 is not 28)
+        draw = _draw_plan(batch_size, height, width, strategy, mode, siamese, device, sample_device)
+    except TypeError:  # an unhashable argument: validate uncached, for the error message
+        draw = _draw_plan.__wrapped__(batch_size, height, width, strategy, mode, siamese, device, sample_device)
+    const, rows, height, width, op = draw
+    if op is not None:  # one op: draw + map (CPU: one loop; CUDA: rand + one kernel)
+        ints, floats = op(const.offset, const.span, const.token_bits, rows, mode == "S", generator)
+    else:
+        ints, floats = sample_eager(const, rows, mode, generator)
+    if sample_device != device:
+        ints, floats = ints.to(device, non_blocking=True), floats.to(device, non_blocking=True)
+    return DSAParams(ints, floats, height, width, siamese)
+
+
+_PLAIN_DEVICES: dict = {}  # "cpu", torch.device("cpu"), ... -> torch.device, for every device but bare "cuda"
+
+
+def _target_device(device) -> torch.device:
+    """``device`` as a torch.device; a bare "cuda" means the current CUDA device (read per call)."""
+    resolved = _PLAIN_DEVICES.get(device)
+    if resolved is not None:
+        return resolved
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    if len(_PLAIN_DEVICES) < 64:
+        _PLAIN_DEVICES[device] = resolved
+    return resolved
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _draw_plan(batch_size, height, width, strategy, mode, siamese, device, sample_device):
+    """Validated arguments of one call signature -> (constants, rows, height, width, the draw op or None)."""
     tokens = parse_strategy(strategy, mode)
     try:
         batch_size, height, width = operator.index(batch_size), operator.index(height), operator.index(width)
@@ -239,22 +275,11 @@ def sample_dsa_params(
         raise ValueError(f"sample_dsa_params: batch_size must be non-negative, got {batch_size}")
     if height < 1 or width < 1:
         raise ValueError(f"sample_dsa_params: height and width must be positive ints, got {height}, {width}")
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    sample_device = generator.device if generator is not None else device
     if sample_device.type != device.type and sample_device.type != "cpu":
         raise ValueError(f"sample_dsa_params: a {sample_device} generator cannot draw params for {device}")
-    rows = 1 if siamese else batch_size
     const = _constants(sample_device, height, width, tokens, mode)
-    if use_kernel(const.offset):  # one op: draw + map (CPU: one loop; CUDA: rand + one kernel)
-        ints, floats = torch.ops.medistill.dsa_sample.default(
-            const.offset, const.span, const.token_bits, rows, mode == "S", generator)
-    else:
-        ints, floats = sample_eager(const, rows, mode, generator)
-    if sample_device != device:
-        ints, floats = ints.to(device, non_blocking=True), floats.to(device, non_blocking=True)
-    return DSAParams(ints, floats, height, width, bool(siamese))
+    op = torch.ops.medistill.dsa_sample.default if use_kernel(const.offset) else None
+    return const, (1 if siamese else batch_size), height, width, op
 
 
 def sample_eager(const: _Constants, rows: int, mode: str, generator: torch.Generator | None):
