@@ -157,10 +157,21 @@ __attribute__((target("avx2,fma"))) inline void apply_row(const Taps& t, const f
     const int64_t j = b * kLanes;
     if (j + kLanes <= t.n_out) {
       _mm256_storeu_ps(out + j, acc);
-    } else {
-      alignas(32) float last[kLanes];
-      _mm256_store_ps(last, acc);
-      std::memcpy(out + j, last, static_cast<size_t>(t.n_out - j) * sizeof(float));
+    } else {  // the row's last, partial block: 4-, 2- and 1-lane stores (no memcpy call per row)
+      const int64_t rest = t.n_out - j;
+      __m128 part = _mm256_castps256_ps128(acc);
+      float* o = out + j;
+      if (rest & 4) {
+        _mm_storeu_ps(o, part);
+        part = _mm256_extractf128_ps(acc, 1);
+        o += 4;
+      }
+      if (rest & 2) {
+        _mm_storel_pi(reinterpret_cast<__m64*>(o), part);
+        part = _mm_movehl_ps(part, part);
+        o += 2;
+      }
+      if (rest & 1) _mm_store_ss(o, part);
     }
   }
 }
