@@ -1,8 +1,9 @@
 // Autograd of dsa / dsa_backward in C++ (the Autograd dispatch key), so an eager call with grad
 // costs no Python. DSA is affine in x: dsa(x) = A x + b (b: the brightness shift, moved by the
 // geometry), and dsa_backward(g) = A^T g. So the gradient of dsa is dsa_backward, and the gradient
-// of dsa_backward is A v = dsa(v) - dsa(0). Each backward goes through the other op's autograd, so
-// derivatives of any order are exact. The params (ints, floats) and the flags are constants.
+// of dsa_backward is A v = dsa(v) - dsa(0). Under create_graph each backward goes through the other
+// op's autograd, so derivatives of any order are exact; a plain backward (grad mode off, nothing to
+// record) calls the other op's kernel directly. The params (ints, floats) and the flags are constants.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/autograd.h>
@@ -45,7 +46,12 @@ class AffineDSA : public torch::autograd::Function<AffineDSA<kAdjoint>> {
       const auto saved = ctx->get_saved_variables();
       const bool align_corners = ctx->saved_data["align_corners"].toBool();
       const bool compose_affine = ctx->saved_data["compose_affine"].toBool();
-      grad_x = AffineDSA<!kAdjoint>::apply(grad, saved[0], saved[1], align_corners, compose_affine);
+      if (at::GradMode::is_enabled()) {  // create_graph: through the other op's autograd, for the next order
+        grad_x = AffineDSA<!kAdjoint>::apply(grad, saved[0], saved[1], align_corners, compose_affine);
+      } else {  // a plain backward records nothing: the kernel directly
+        at::AutoDispatchBelowADInplaceOrView guard;
+        grad_x = call_op<!kAdjoint>(grad, saved[0], saved[1], align_corners, compose_affine);
+      }
       if (kAdjoint) {  // A v = dsa(v) - dsa(0): drop the constant shift b
         at::Tensor shift;
         {
