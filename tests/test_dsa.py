@@ -557,20 +557,20 @@ def test_cuda_one_launch_each_way(family):
     """The op itself: one kernel forward, one backward, and nothing else on the GPU (no memset, no
     copy), so a forward + backward is two launches. float16 backward sums into a float32 scratch
     the kernel zeroes itself."""
+    params = draw(family, 256, 28, 28, seed=13).to("cuda")
+
+    def gpu_work(fn):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
     for dtype in (torch.float32, torch.float16):
-        params = draw(family, 256, 28, 28, seed=13).to("cuda")
         x = torch.randn(256, 3, 28, 28, device="cuda", dtype=dtype, requires_grad=True)
         out = dsa(x, params)
         torch.autograd.grad(out, x, torch.ones_like(out))  # warm-up
         g = torch.ones_like(out)
         torch.cuda.synchronize()
-
-        def gpu_work(fn):
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-                fn()
-                torch.cuda.synchronize()
-            return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-
         forward = gpu_work(lambda: dsa(x.detach(), params))
         assert len(forward) == 1, (dtype, forward)
         out = dsa(x, params)
