@@ -13,9 +13,7 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "../common/checks.h"
 #include "../common/dsa_checks.h"
-#include "../common/dsa_math.h"
 #include "dsa_kernels.cuh"
 #include "launch.h"
 
