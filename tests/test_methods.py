@@ -100,7 +100,7 @@ def test_class_batching_does_not_block_resume():
 
 
 def test_mtt_reduces_its_loss_and_learns_lr(breast, experts):
-    cfg = make_config("mtt", 1, "quick", expert_dir=str(experts), syn_steps=3, expert_epochs=1, max_start_epoch=0,
+    cfg = make_config("mtt", 1, "quick", expert_dir=str(experts), syn_steps=3, expert_epochs=1, max_start_epoch=1,
                       lr_img=100.0, lr_lr=1e-5)
     method = make_method("mtt", breast, cfg)
     losses = _losses(method, 8)

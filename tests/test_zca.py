@@ -101,7 +101,7 @@ def test_matching_zca_refuses_a_bank_of_another_space(zca, tmp_path):
 def _mtt_args(data_root, bank, out, *extra):
     return ["distill", "--dataset", "breastmnist", "--data-root", str(data_root), "--method", "mtt", "--ipc", "1",
             "--preset", "quick", "--experts", str(bank), "--set", "syn_steps=2", "--set", "expert_epochs=1",
-            "--set", "max_start_epoch=0", "--iterations", "3", "--eval-models", "1", "--eval-epochs", "3",
+            "--set", "max_start_epoch=1", "--iterations", "3", "--eval-models", "1", "--eval-epochs", "3",
             "--out", str(out), *extra]
 
 

@@ -1,9 +1,9 @@
 """MTT expert trajectories: train networks on real data, keep their parameters after every epoch.
 
 An expert bank is a folder: ``manifest.json`` (dataset and its MD5, model, parameter count,
-epochs, lr, seed, dtype; for a ZCA bank the transform's eps and fingerprint) and one file per expert,
-``expert_000.pt``, holding a (epochs+1, P) tensor: parameters after init and after each epoch.
-Stored as float32 (``dtype="float16"`` halves it): a ConvNet on 1×28×28 with 2 classes has
+epochs, lr, seed, dtype, DSA's ``align_corners``; for a ZCA bank the transform's eps and fingerprint)
+and one file per expert, ``expert_000.pt``, holding a (epochs+1, P) tensor: parameters after init and
+after each epoch. Stored as float32 (``dtype="float16"`` halves it): a ConvNet on 1×28×28 with 2 classes has
 P = 315,650, so a 50-epoch expert is 51 × P × 4 B ≈ 64 MB (float32). Experts are written atomically
 one by one; a crashed run keeps those finished, and re-running continues from the next.
 
@@ -17,6 +17,14 @@ ZCA (``zca=True``, the MedMNIST study's MTT preprocessing): the experts train on
 (:mod:`medistill.data.zca`, fitted on the training split, eps 0.1); the bank keeps the transform in
 ``zca.pt`` and its fingerprint in the manifest, and MTT refuses a bank whose ZCA does not match its own
 (:func:`matching_zca`).
+
+Resampling (``align_corners``, default True): DSA's scale and rotate resample with
+``align_corners=True``, as the published MTT does throughout (its DiffAugment; buffer.py trains the
+experts with it). Banks made before this setting existed trained with ``align_corners=False`` and have no
+``align_corners`` key in their manifest; they are read as ``align_corners=False`` (:func:`bank_align_corners`),
+so a new bank never continues an old folder, and MTT refuses a bank whose resampling differs from its own
+``align_corners`` (:func:`check_align_corners`). ``ExpertConfig(align_corners=False)`` still trains (or
+continues) a bank the old way.
 """
 from __future__ import annotations
 
@@ -41,7 +49,8 @@ from .flat_params import flatten_parameters
 
 @dataclass
 class ExpertConfig:
-    """MTT's buffer.py defaults: SGD lr 0.01, no momentum, no weight decay, batch 256, unseeded DSA."""
+    """MTT's buffer.py defaults: SGD lr 0.01, no momentum, no weight decay, batch 256, unseeded DSA
+    resampling with align_corners=True."""
 
     num_experts: int = 100
     epochs: int = 50
@@ -52,6 +61,7 @@ class ExpertConfig:
     dsa_strategy: str = DSA_STRATEGY
     dtype: str = "float32"
     zca: bool = False  # train on ZCA-whitened images (eps 0.1)
+    align_corners: bool = True  # DSA resampling; the published MTT's (False: medistill's banks before this field)
 
 
 ZCA_FILE = "zca.pt"
@@ -67,6 +77,24 @@ def _manifest(dataset: ImageDataset, config: ExpertConfig, param_count: int) -> 
         zca = fit_zca(dataset, DEFAULT_EPS)
         manifest.update(zca=True, zca_eps=zca.eps, zca_fingerprint=zca.fingerprint)
     return manifest
+
+
+def bank_align_corners(manifest: dict) -> bool:
+    """The DSA ``align_corners`` a bank's experts were trained with; banks without the key predate it (False)."""
+    return bool(manifest.get("align_corners", False))
+
+
+def check_align_corners(manifest: dict, folder, align_corners: bool) -> None:
+    """ValueError naming both sides when the bank's DSA resampling differs from the MTT run's."""
+    bank = bank_align_corners(manifest)
+    if bank == bool(align_corners):
+        return
+    origin = "" if "align_corners" in manifest else " (its manifest predates the setting: the old default)"
+    fix = ("rebuild the bank with this version's `medistill experts` (align_corners=True, the published MTT's) "
+           "into another --out, or set align_corners=false to distil with the bank's resampling" if not bank else
+           "use a bank trained with align_corners=False or set align_corners=true")
+    raise ValueError(f"the experts in {Path(folder)} were trained with DSA align_corners={bank}{origin}, but this MTT "
+                     f"run augments with align_corners={bool(align_corners)}: {fix}")
 
 
 def bank_zca_description(manifest: dict) -> str:
@@ -107,11 +135,11 @@ def expert_path(folder: Path, index: int) -> Path:
 
 
 def train_expert(dataset: ImageDataset, config: ExpertConfig, index: int, device: str = "cpu") -> torch.Tensor:
-    """One trajectory (epochs+1, P): seeded from (seed, index); DSA on every batch."""
+    """One trajectory (epochs+1, P): seeded from (seed, index); DSA (``config.align_corners``) on every batch."""
     generator = torch.Generator().manual_seed(config.seed * 100_003 + index)
     net = build_model(config.model, dataset.channels, dataset.num_classes, dataset.image_size,
                       generator=generator).to(device)
-    augment = DSAPair(config.dsa_strategy, False, generator)
+    augment = DSAPair(config.dsa_strategy, config.align_corners, generator)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0, weight_decay=0)
     images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
     snapshots = [flatten_parameters(net).cpu()]
@@ -148,6 +176,7 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
         manifest_file = folder / "manifest.json"
         if manifest_file.exists():
             existing = json.loads(manifest_file.read_text())
+            existing.setdefault("align_corners", False)  # a bank from before the setting trained with False
             if existing != manifest:
                 diff = {k: (existing.get(k), v) for k, v in manifest.items() if existing.get(k) != v}
                 raise ValueError(f"{folder} holds experts made with other settings {diff}; choose another folder")
