@@ -16,9 +16,25 @@ DEFAULT_RUNS = "runs"
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="MedMNIST name (e.g. breastmnist) or an image folder path")
     p.add_argument("--data-root", default=None, help="folder with the MedMNIST .npz files (default: $MEDISTILL_DATA, then ~/.medmnist)")
-    p.add_argument("--size", type=int, default=28, help="image size (MedMNIST: 28, 64, 128, 224)")
+    p.add_argument("--size", type=int, default=28,
+                   help="image size in pixels (MedMNIST: 28, 64, 128, 224; an image folder: any, default 28, the "
+                        "ConvNet protocol's size)")
     p.add_argument("--allow-md5-mismatch", action="store_true", help="accept a file whose MD5 is not the official one")
     p.add_argument("--download", action="store_true", help="try medmnist's download when the file is missing")
+    folder = p.add_argument_group("image folders (--dataset PATH: PATH/[split/]<class>/<images>)")
+    folder.add_argument("--channels", choices=["auto", "1", "3"], default=None,
+                        help="auto (default): 1 when every image is grey (even stored as RGB), else 3 (colour kept)")
+    folder.add_argument("--resize", choices=["stretch", "pad", "crop"], default=None,
+                        help="how images become --size squares: stretch (default), pad (keep the aspect ratio, "
+                             "black borders) or crop (the centred square)")
+    folder.add_argument("--split-dirs", default=None, metavar="SPLIT=FOLDER,...",
+                        help="split folders by name, e.g. train=Training,test=Testing (default: found by their usual "
+                             "names, case-insensitive: train/training, val/valid/validation, test/testing)")
+    folder.add_argument("--test-fraction", type=float, default=None,
+                        help="without a test split: the share of each class held out as the test split (default 0.2)")
+    folder.add_argument("--split-seed", type=int, default=None, help="seed of that held-out split (default 0)")
+    folder.add_argument("--skip-unreadable", action="store_true",
+                        help="leave out image files that cannot be read (default: stop and name them)")
 
 
 def _add_eval_args(p: argparse.ArgumentParser, default_models: int = 5) -> None:
@@ -33,12 +49,29 @@ def _add_eval_args(p: argparse.ArgumentParser, default_models: int = 5) -> None:
 
 
 def _load(args):
-    from .data import load_dataset
+    from .data import is_folder_path, load_dataset
 
-    kwargs = {}
-    if not os.path.isdir(args.dataset):
+    folder_flags = {"channels": "--channels", "resize": "--resize", "split_dirs": "--split-dirs",
+                    "test_fraction": "--test-fraction", "split_seed": "--split-seed", "skip_unreadable": "--skip-unreadable"}
+    given = {key: getattr(args, key) for key in folder_flags if getattr(args, key, None) not in (None, False)}
+    if is_folder_path(args.dataset):
+        kwargs = given
+    else:
+        if given:
+            raise ValueError(f"{', '.join(folder_flags[k] for k in given)}: for image folders only; "
+                             f"{args.dataset} is a MedMNIST dataset")
         kwargs = {"verify_md5": not args.allow_md5_mismatch, "download": args.download}
-    return load_dataset(args.dataset, size=args.size, root=args.data_root, **kwargs)
+    dataset = load_dataset(args.dataset, size=args.size, root=args.data_root, **kwargs)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        for notice in dataset.notices:
+            print(f"{dataset.name}: {notice}")
+    ipc = getattr(args, "ipc", None)
+    if ipc is not None and getattr(args, "selector", None) != "full":  # a class smaller than the IPC: before any work
+        from .selection import check_ipc
+
+        check_ipc(dataset, ipc)
+    return dataset
+
 
 
 def _dsa_augment():

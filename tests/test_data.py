@@ -161,7 +161,7 @@ def test_image_folder_errors(tmp_path):
         load_image_folder(tmp_path / "empty")
     root = _make_folder(tmp_path / "bad")
     (root / "benign" / "broken.png").write_text("not an image")
-    with pytest.raises(DataError, match="not a readable image"):
+    with pytest.raises(DataError, match="unreadable image file"):
         load_image_folder(root)
     shutil.rmtree(root / "tumour")
     (root / "tumour").mkdir()

@@ -25,9 +25,15 @@ class ImageDataset:
     std: torch.Tensor  # (C,)
     class_names: list[str]
     task: str = "multi-class"
-    md5: str | None = None
+    md5: str | None = None  # MedMNIST: the file's MD5; an image folder: fingerprint of its content and load settings
     source: str | None = None
     extra: dict = field(default_factory=dict)
+    # Where the data came from, for run folders and exports: an image folder's path, file count and
+    # content hash (see load_image_folder); None for MedMNIST, whose file MD5 says it all.
+    provenance: dict | None = None
+    # What the loader decided on the user's behalf (splits, channels, resizing, skipped files), as
+    # sentences for the command line to print; the data layer itself never prints.
+    notices: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
