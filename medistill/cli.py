@@ -37,12 +37,18 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                         help="leave out image files that cannot be read (default: stop and name them)")
 
 
-def _add_eval_args(p: argparse.ArgumentParser, default_models: int = 5) -> None:
+def _add_eval_args(p: argparse.ArgumentParser, default_models: int | None = 5, default_seed: int | None = 0) -> None:
     p.add_argument("--models", type=int, default=default_models, help="networks trained for the score (mean ± std)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per network (protocol: 300, 1000 with --dsa)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs E per network (protocol: 300, 1000 with DSA; the published schedule runs E + 1)")
     p.add_argument("--eval-model", default="convnet", help="network to evaluate with (convnet, resnet18, …)")
-    p.add_argument("--dsa", action="store_true", help="train the evaluation networks with DSA augmentation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dsa", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the evaluation networks with DSA augmentation (default: as the set says — on for "
+                        "DSA/DM/MTT sets, off for DC sets and real images)")
+    p.add_argument("--schedule", choices=["published", "half"], default=None,
+                   help="lr schedule: published (E + 1 epochs, lr x0.1 after epoch E//2 + 1, fresh optimiser; the "
+                        "default) or half (E epochs, lr x0.1 from epoch E//2, medistill <= 0.1)")
+    p.add_argument("--seed", type=int, default=default_seed)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", default=None, help="also write the result as JSON to this path")
@@ -73,19 +79,20 @@ def _load(args):
     return dataset
 
 
-
-def _dsa_augment():
-    from .ops import DSAugment
-
-    augment = DSAugment(strategy="color_crop_cutout_flip_scale_rotate", mode="S", siamese=False)
-    return lambda x, generator: augment(x, generator=generator)
-
-
-def _eval_config(args, lr: float = 0.01):
+def _eval_config(args, recorded: dict | None = None):
+    """EvalConfig from the flags; a flag left out takes the value ``recorded`` (a run's own evaluation
+    config in its metrics.json) has, else the protocol's default."""
     from .evaluate import EvalConfig
 
-    return EvalConfig(model=args.eval_model, num_models=args.models, epochs=args.epochs, lr=lr,
-                      seed=args.seed, device=args.device, augment=args.dsa)
+    recorded = recorded or {}
+
+    def pick(flag, key, default):
+        value = getattr(args, flag)
+        return value if value is not None else recorded.get(key, default)
+
+    return EvalConfig(model=args.eval_model, num_models=pick("models", "num_models", 5), epochs=pick("epochs", "epochs", None),
+                      seed=pick("seed", "seed", 0), device=args.device,
+                      schedule=pick("schedule", "schedule", "published" if not recorded else "half"))
 
 
 def _write_json(path, payload) -> None:
@@ -121,21 +128,48 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _print_random_baseline(baseline: dict, indent: str = "  ") -> None:
+    from .evaluate import result_line
+
+    s = baseline["subsets"]
+    print(f"{indent}over {baseline['num_subsets']} random subsets (mean ± spread of the subsets' means): "
+          + " | ".join(f"{m} {s[m]['mean']:.3f} ± {s[m]['std']:.3f}" for m in s))
+    for k, sub in enumerate(baseline["per_subset"]):
+        print(f"{indent}  subset {k} (seed {sub['subset_seed']}): "
+              f"{result_line(sub['summary'], len(sub['per_model']), sub['majority_rate'])}")
+    print(f"{indent}all networks pooled: "
+          f"{result_line(baseline['summary'], len(baseline['summary']['accuracy']['values']), baseline['majority_rate'])}")
+
+
 def cmd_baseline(args) -> int:
-    from .evaluate import evaluate_images
-    from .selection import select
+    from .evaluate import evaluate_set
+    from .selection import random_baseline, select
+    from .selection.random_scores import subset_seed
 
     dataset = _load(args)
     started = time.time()
-    subset = select(dataset, args.selector, None if args.selector == "full" else args.ipc, seed=args.seed)
-    result = evaluate_images(subset.images, subset.labels, dataset.test_images, dataset.test_labels,
-                             dataset.num_classes, dataset.task, _eval_config(args),
-                             augment=_dsa_augment() if args.dsa else None, desc=f"{args.selector} ipc {args.ipc}")
-    label = "full" if args.selector == "full" else f"{args.selector}, IPC {args.ipc}"
-    print(f"{dataset.name} · {label} · {len(subset.labels)} images · {result.config['epochs']} epochs")
-    print("  " + result.line())
-    payload = {"dataset": dataset.name, "selector": args.selector, "ipc": args.ipc, "images": len(subset.labels),
-               "seconds": round(time.time() - started, 1), "command": " ".join(sys.argv), **result.to_dict()}
+    config = _eval_config(args)
+    ipc = None if args.selector == "full" else args.ipc
+    if args.selector == "random":
+        from .evaluate import recipe_config
+
+        subset = select(dataset, "random", ipc, seed=subset_seed(config.seed, 0))
+        config = recipe_config(subset.metadata, None, config, dsa=args.dsa)
+        result = random_baseline(dataset, ipc, config, subsets=args.subsets, progress=True)
+        print(f"{dataset.name} · random, IPC {ipc} · {len(subset.labels)} images per subset · "
+              f"{result['config']['epochs']} epochs{' with DSA' if config.uses_dsa else ''}")
+        _print_random_baseline(result)
+    else:
+        subset = select(dataset, args.selector, ipc, seed=config.seed)
+        result = evaluate_set(subset, dataset, config, dsa=args.dsa, desc=f"{args.selector} ipc {ipc}").to_dict()
+        label = "full" if args.selector == "full" else f"{args.selector}, IPC {ipc}"
+        print(f"{dataset.name} · {label} · {len(subset.labels)} images · {result['config']['epochs']} epochs"
+              f"{' with DSA' if result['config']['dsa_strategy'] else ''}")
+        from .evaluate import result_line
+
+        print("  " + result_line(result["summary"], len(result["per_model"]), result["majority_rate"]))
+    payload = {"dataset": dataset.name, "selector": args.selector, "ipc": ipc, "images": len(subset.labels),
+               "seconds": round(time.time() - started, 1), "command": " ".join(sys.argv), **result}
     _write_json(args.json, payload)
     if args.save:
         path = subset.save(args.save)
@@ -144,36 +178,36 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """Re-score a package, a run folder or a .pt set with the one recipe (medistill.evaluate.evaluate_set)."""
     from .data import ImageSet
-    from .export.commands import cmd_evaluate_package, is_package
+    from .evaluate import evaluate_set, recipe_config
+    from .export.commands import evaluate_package_command, is_package
 
     if is_package(args.path):  # a shared package folder (medistill export): verified, then re-scored
-        return cmd_evaluate_package(args)
-    from .evaluate import evaluate_images
-
+        return evaluate_package_command(args.path, _eval_config(args), dataset=args.dataset, size=args.size,
+                                        data_root=args.data_root, dsa=args.dsa,
+                                        allow_md5_mismatch=args.allow_md5_mismatch, json_path=args.json)
     image_set = ImageSet.load(args.path)
     meta = image_set.metadata
     name = args.dataset or meta.get("dataset")
     if not name:
-        raise SystemExit("the set does not record its dataset: pass --dataset")
+        raise ValueError("the set does not record its dataset: pass --dataset")
     args.dataset = name
     dataset = _load(args)
-    if tuple(image_set.images.shape[1:]) != tuple(dataset.test_images.shape[1:]):
-        raise SystemExit(f"set images {tuple(image_set.images.shape[1:])} do not match {dataset.name} "
-                         f"test images {tuple(dataset.test_images.shape[1:])}")
-    if image_set.num_classes != dataset.num_classes:
-        raise SystemExit(f"set has {image_set.num_classes} classes, {dataset.name} has {dataset.num_classes}")
-    lr = image_set.learned_lr or 0.01
-    if image_set.zca is not None:  # a set distilled in ZCA space is scored on the test split whitened alike
-        from .data import whiten_dataset
-
-        dataset = whiten_dataset(dataset, image_set.zca)
-    result = evaluate_images(image_set.images, image_set.labels, dataset.test_images, dataset.test_labels,
-                             dataset.num_classes, dataset.task, _eval_config(args, lr=lr),
-                             augment=_dsa_augment() if args.dsa else None)
+    run_metrics = Path(args.path) / "metrics.json"
+    recorded = json.loads(run_metrics.read_text()) if Path(args.path).is_dir() and run_metrics.exists() else None
+    config = _eval_config(args, (recorded or {}).get("distilled", {}).get("config"))
+    result = evaluate_set(image_set, dataset, config, dsa=args.dsa)
+    cfg = recipe_config(meta, image_set.learned_lr, config, args.dsa)
     zca = f" · test split ZCA-whitened ({image_set.zca.fingerprint})" if image_set.zca is not None else ""
-    print(f"{args.path} · {meta.get('method')} · IPC {meta.get('ipc')} on {dataset.name} · lr {lr:g}{zca}")
+    print(f"{args.path} · {meta.get('method')} · IPC {meta.get('ipc')} on {dataset.name} · lr {cfg.lr:g} · "
+          f"{result.config['epochs']} epochs{' with DSA' if cfg.uses_dsa else ''} ({cfg.schedule} schedule){zca}")
     print("  " + result.line())
+    if recorded is not None:
+        s, c = recorded["distilled"]["summary"]["accuracy"], recorded["distilled"]["config"]
+        same = all(c.get(k) == v for k, v in result.config.items() if k not in ("device",))
+        print(f"  recorded by the run: acc {s['mean']:.3f} ± {s['std']:.3f} ({c['num_models']} models, {c['epochs']} "
+              f"epochs{', the same settings' if same else ', other settings'})")
     _write_json(args.json, {"path": str(args.path), "command": " ".join(sys.argv),
                             "zca": image_set.zca.describe() if image_set.zca is not None else None, **result.to_dict()})
     return 0
@@ -217,15 +251,18 @@ def _distill(args, dataset, config, dist) -> int:
 
     out = Path(args.out or Path(DEFAULT_RUNS) / f"{dataset.name}-{args.method}-ipc{args.ipc}-{args.preset}-s{args.seed}")
     quick = args.preset == "quick"
-    eval_config = EvalConfig(model=args.eval_model, num_models=args.eval_models,
-                             epochs=args.eval_epochs if args.eval_epochs is not None else (300 if quick else None),
-                             seed=args.seed, device=args.device)
+    eval_config = None
+    if args.eval_models > 0:
+        eval_config = EvalConfig(model=args.eval_model, num_models=args.eval_models,
+                                 epochs=args.eval_epochs if args.eval_epochs is not None else (300 if quick else None),
+                                 seed=args.seed, device=args.device)
     if dist.is_main:
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.is_distributed else ""
         print(f"distilling {dataset.name} ({len(dataset.train_labels)} train images, {dataset.num_classes} classes) "
               f"with {args.method.upper()} at IPC {args.ipc}, preset {args.preset}{ranks} → {out}")
     result = distill(dataset, args.method, config, out, resume=args.resume, force=args.force,
-                     device=dist.device, eval_config=eval_config, stop_after=args.stop_after, dist=dist)
+                     device=dist.device, eval_config=eval_config, stop_after=args.stop_after, dist=dist,
+                     random_subsets=args.random_subsets)
     print(result.summary, end="")
     return 0
 
@@ -286,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--selector", default="random", choices=["random", "herding", "kcenter", "full"])
     p.add_argument("--ipc", type=int, default=10, help="images per class (ignored for full)")
-    p.add_argument("--save", default=None, help="save the selected set (.pt) here")
+    p.add_argument("--subsets", type=int, default=5,
+                   help="random: how many random subsets R are scored (the spread over subsets is reported)")
+    p.add_argument("--save", default=None, help="save the selected set (.pt) here (random: the first subset)")
     _add_eval_args(p)
     p.set_defaults(func=cmd_baseline)
 
@@ -297,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--allow-md5-mismatch", action="store_true")
     p.add_argument("--download", action="store_true")
-    _add_eval_args(p)
+    _add_eval_args(p, default_models=None, default_seed=None)  # a run folder's own settings when left out
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("distill", help="distil a dataset with DC, DSA, DM or MTT, evaluate it, write a run folder")
@@ -314,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-models", type=int, default=3, help="networks trained to score the set (0: skip)")
     p.add_argument("--eval-epochs", type=int, default=None, help="epochs per evaluation network (quick: 300)")
     p.add_argument("--eval-model", default="convnet")
+    p.add_argument("--random-subsets", type=int, default=5,
+                   help="R random real subsets scored next to the set in metrics.json (shared by runs with the same "
+                        "settings)")
     p.add_argument("--stop-after", type=int, default=None, help="stop after this many iterations (resumable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)

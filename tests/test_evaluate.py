@@ -33,12 +33,6 @@ def test_evaluator_repeatable_with_seed(breast):
     assert a.majority_rate == pytest.approx(majority_rate(breast.test_labels[:64].numpy(), 2))
 
 
-def test_evaluator_requires_augment_function_when_asked(breast):
-    with pytest.raises(ValueError, match="no augmentation"):
-        evaluate_images(breast.train_images[:4], breast.train_labels[:4], breast.test_images[:4],
-                        breast.test_labels[:4], 2, breast.task, EvalConfig(num_models=1, epochs=1, augment=True))
-
-
 def test_random_selector_per_class_and_seeded(breast):
     a = select(breast, "random", ipc=3, seed=0)
     assert a.images_per_class() == [3, 3]

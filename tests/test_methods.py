@@ -196,8 +196,10 @@ def test_metrics_and_shared_random_baseline(breast, tmp_path):
     second = distill(breast, "dsa", make_config("dsa", 1, "quick", iterations=1, **TINY), tmp_path / "dsa",
                      eval_config=eval_config, progress=False)
     assert (tmp_path / "dm" / "metrics.json").exists()
-    assert len(list((tmp_path / ".random_baselines").glob("random-breastmnist-ipc1-*.json"))) == 1
-    assert first.metrics["random"] == second.metrics["random"]  # both evaluated with DSA: one shared score
+    # one cache file per random subset (R = 5 by default), shared by both runs: both are evaluated with DSA
+    assert len(list((tmp_path / ".random_baselines").glob("random-breastmnist-ipc1-*.json"))) == 5
+    assert first.metrics["random"] == second.metrics["random"]
+    assert first.metrics["random"]["num_subsets"] == 5 and first.metrics["comparison"]["overall"]
     assert first.metrics["majority_rate"] == pytest.approx(114 / 156)
     assert "distilled acc" in first.summary
 

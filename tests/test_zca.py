@@ -9,6 +9,7 @@ import torch
 from medistill.cli import main
 from medistill.data import DataError, ImageSet, ZCA, whiten_dataset
 from medistill.evaluate import EvalConfig, evaluate_images
+from medistill.ops.dsa_params import DEFAULT_STRATEGY
 from medistill.export import write_manifest
 from medistill.methods.experts import matching_zca
 
@@ -133,12 +134,14 @@ def test_zca_experts_mtt_evaluate_and_export_end_to_end(breast, zca, data_root, 
     assert synthetic.zca.fingerprint == zca.fingerprint
 
     # `medistill evaluate RUN` scores on the whitened test split: it equals evaluate_images on whitened
-    # test images with the same settings, and differs from scoring on unwhitened ones
+    # test images with the same settings (an MTT set: its learned lr, DSA with align_corners=True as the
+    # published MTT), and differs from scoring on unwhitened ones
     assert main(["evaluate", str(run), "--data-root", str(data_root), "--models", "1", "--epochs", "3",
                  "--json", str(tmp_path / "eval.json")]) == 0
     scored = json.loads((tmp_path / "eval.json").read_text())
     assert scored["zca"]["fingerprint"] == zca.fingerprint
-    cfg = EvalConfig(num_models=1, epochs=3, lr=synthetic.learned_lr)
+    cfg = EvalConfig(num_models=1, epochs=3, lr=synthetic.learned_lr, dsa_strategy=DEFAULT_STRATEGY,
+                     dsa_align_corners=True)
     args = (synthetic.images, synthetic.labels)
     whitened_test = whiten_dataset(breast, synthetic.zca).test_images
     in_space = evaluate_images(*args, whitened_test, breast.test_labels, 2, breast.task, cfg, progress=False)

@@ -1,4 +1,9 @@
-"""Classification metrics as MedMNIST reports them, plus the ones that keep accuracy honest."""
+"""Classification metrics as MedMNIST reports them, plus the ones a clinician reads first.
+
+Accuracy alone flatters a model that always answers the majority class, so every score comes with
+balanced accuracy (mean per-class recall), MedMNIST's AUC, each class's recall, the confusion
+matrix and, for a binary task, sensitivity and specificity.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +13,13 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float((y_true == y_pred).mean()) if len(y_true) else float("nan")
 
 
-def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> list[float]:
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) int64 counts: row = true class, column = predicted class."""
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> list[float]:
     """Recall of each class (nan for a class absent from y_true)."""
     out = []
     for c in range(num_classes):
@@ -19,7 +30,7 @@ def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int)
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
     """Mean per-class recall over the classes present: 1/K for a model that always answers one class."""
-    return float(np.nanmean(per_class_accuracy(y_true, y_pred, num_classes)))
+    return float(np.nanmean(per_class_recall(y_true, y_pred, num_classes)))
 
 
 def medmnist_auc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
@@ -48,12 +59,22 @@ def majority_rate(y_true: np.ndarray, num_classes: int) -> float:
 
 
 def classification_metrics(y_true: np.ndarray, y_score: np.ndarray, task: str) -> dict:
-    """accuracy, balanced_accuracy, auc, per_class_accuracy from labels (N,) and probabilities (N, K)."""
+    """Metrics of one network from labels (N,) and probabilities (N, K).
+
+    accuracy, balanced_accuracy, auc, per_class_recall (K,), confusion_matrix (K × K, rows true);
+    binary tasks also sensitivity (recall of class 1, the positive class whose probability the AUC
+    ranks) and specificity (recall of class 0).
+    """
     num_classes = y_score.shape[1]
     y_pred = y_score.argmax(1)
-    return {
+    recall = per_class_recall(y_true, y_pred, num_classes)
+    out = {
         "accuracy": accuracy(y_true, y_pred),
-        "balanced_accuracy": balanced_accuracy(y_true, y_pred, num_classes),
+        "balanced_accuracy": float(np.nanmean(recall)),
         "auc": medmnist_auc(y_true, y_score, task),
-        "per_class_accuracy": per_class_accuracy(y_true, y_pred, num_classes),
+        "per_class_recall": recall,
+        "confusion_matrix": confusion_matrix(y_true, y_pred, num_classes).tolist(),
     }
+    if task == "binary-class" and num_classes == 2:
+        out["sensitivity"], out["specificity"] = recall[1], recall[0]
+    return out

@@ -1,8 +1,10 @@
-"""The evaluation protocol of REFERENCE.md: train N fresh networks on an image set, score each on the test split.
+"""The evaluation protocol: train N fresh networks on an image set, score each on the test split.
 
-Reports accuracy, balanced accuracy, AUC (MedMNIST's way) and per-class accuracy as mean ± std over
-the models, next to the majority-class rate of the test split (0.73 on BreastMNIST: accuracy alone
-can flatter a model that learned nothing).
+Reports accuracy, balanced accuracy, AUC (MedMNIST's way), sensitivity and specificity (binary
+tasks) as mean ± std over the networks, per-class recall per network, the confusion matrix summed
+over the networks, and the majority-class rate of the test split (0.73 on BreastMNIST: accuracy
+alone can flatter a model that learned nothing). What to evaluate a given set with (DSA or not,
+its learned lr, its ZCA space) is decided in one place, :mod:`.recipe`.
 """
 from __future__ import annotations
 
@@ -13,15 +15,23 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import build_model
+from ..ops import dsa, sample_dsa_params
 from .metrics import classification_metrics, majority_rate
-from .train import Augment, TrainConfig, predict_proba, train_network
+from .train import TrainConfig, predict_proba, train_network
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "auc")
+BINARY_METRICS = ("sensitivity", "specificity")
 
 
 @dataclass
 class EvalConfig:
-    """How a set is scored. ``epochs=None`` means the protocol's 300 (1000 when ``augment`` is on)."""
+    """How a set is scored.
+
+    ``dsa_strategy``: None trains without augmentation; a DSA strategy string (e.g.
+    ``color_crop_cutout_flip_scale_rotate``) applies unseeded DSA (mode 'S', each sample its own
+    parameters) to every training batch, resampling with ``dsa_align_corners``. ``epochs=None``
+    means the protocol's 300 (1000 with DSA). ``schedule``: see :class:`~.train.TrainConfig`.
+    """
 
     model: str = "convnet"
     num_models: int = 5
@@ -30,40 +40,67 @@ class EvalConfig:
     batch_size: int = 256
     seed: int = 0
     device: str = "cpu"
-    augment: bool = False
+    dsa_strategy: str | None = None
+    dsa_align_corners: bool = False
+    schedule: str = "published"
+
+    def __post_init__(self):
+        if self.num_models < 1:
+            raise ValueError(f"the number of evaluation networks must be ≥ 1, got {self.num_models}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"evaluation epochs must be ≥ 1, got {self.epochs}")
+
+    @property
+    def uses_dsa(self) -> bool:
+        return bool(self.dsa_strategy)
 
     def resolved_epochs(self) -> int:
         if self.epochs is not None:
             return self.epochs
-        return 1000 if self.augment else 300
+        return 1000 if self.uses_dsa else 300
+
+
+def dsa_training_augment(strategy: str, align_corners: bool = False):
+    """Unseeded DSA for network training: (x (B, C, H, W), generator) → augmented x, one family per call,
+    every sample its own parameters drawn from ``generator``."""
+    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        params = sample_dsa_params(x.shape[0], x.shape[-2], x.shape[-1], strategy=strategy, mode="S",
+                                   siamese=False, generator=generator, device=x.device)
+        return dsa(x, params, align_corners=align_corners)
+    return augment
 
 
 @dataclass
 class EvalResult:
-    """Per-model metrics and their mean ± std."""
+    """Per-model metrics, their mean ± std, and the confusion matrix summed over the models."""
 
     per_model: list[dict]
     summary: dict
     majority_rate: float
     test_size: int
     config: dict = field(default_factory=dict)
+    confusion_matrix: list[list[int]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def line(self) -> str:
-        """One human line: 'acc 0.712 ± 0.020 | bal-acc … | AUC … (N models; majority 0.731)'."""
-        s = self.summary
-        return (f"acc {s['accuracy']['mean']:.3f} ± {s['accuracy']['std']:.3f} | "
-                f"bal-acc {s['balanced_accuracy']['mean']:.3f} ± {s['balanced_accuracy']['std']:.3f} | "
-                f"AUC {s['auc']['mean']:.3f} ± {s['auc']['std']:.3f} "
-                f"({len(self.per_model)} models; majority rate {self.majority_rate:.3f})")
+        return result_line(self.summary, len(self.per_model), self.majority_rate)
+
+
+def result_line(summary: dict, models: int, majority: float) -> str:
+    """One human line: 'acc 0.712 ± 0.020 | bal-acc … | AUC … [| sens … | spec …] (N models; majority 0.731)'."""
+    names = {"accuracy": "acc", "balanced_accuracy": "bal-acc", "auc": "AUC", "sensitivity": "sens",
+             "specificity": "spec"}
+    parts = [f"{names[k]} {summary[k]['mean']:.3f} ± {summary[k]['std']:.3f}" for k in names if k in summary]
+    return " | ".join(parts) + f" ({models} models; majority rate {majority:.3f})"
 
 
 def summarize(per_model: list[dict]) -> dict:
     """mean/std (population std, as the published code reports) of each summary metric over models."""
     out = {}
-    for key in SUMMARY_METRICS:
+    keys = SUMMARY_METRICS + tuple(k for k in BINARY_METRICS if per_model and k in per_model[0])
+    for key in keys:
         values = np.array([m[key] for m in per_model], dtype=float)
         out[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)), "values": values.tolist()}
     return out
@@ -71,29 +108,29 @@ def summarize(per_model: list[dict]) -> dict:
 
 def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
                     test_labels: torch.Tensor, num_classes: int, task: str, config: EvalConfig,
-                    augment: Augment | None = None, progress: bool = True, desc: str = "evaluate") -> EvalResult:
+                    progress: bool = True, desc: str = "evaluate") -> EvalResult:
     """Train ``config.num_models`` fresh networks on (images (N,C,H,W), labels (N,)) and score them.
 
-    Model k is initialised and shuffled from seed ``config.seed * 1000 + k``: the same config gives
-    the same numbers on the same machine. ``augment`` (e.g. DSA) is applied to every training batch.
+    Model k is initialised, shuffled and augmented from seed ``config.seed * 1000 + k``: the same
+    config gives the same numbers on the same machine.
     """
-    if config.augment and augment is None:
-        raise ValueError("EvalConfig.augment is on but no augmentation function was given")
     epochs = config.resolved_epochs()
-    train_cfg = TrainConfig(epochs=epochs, lr=config.lr, batch_size=config.batch_size)
+    train_cfg = TrainConfig(epochs=epochs, lr=config.lr, batch_size=config.batch_size, schedule=config.schedule)
+    augment = dsa_training_augment(config.dsa_strategy, config.dsa_align_corners) if config.uses_dsa else None
     y_true = test_labels.cpu().numpy()
     per_model = []
-    bar = tqdm(total=config.num_models * epochs, desc=desc, unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(total=config.num_models * train_cfg.epochs_run(), desc=desc, unit="epoch", disable=not progress,
+               leave=False)
     for k in range(config.num_models):
         generator = torch.Generator().manual_seed(config.seed * 1000 + k)
         model = build_model(config.model, images.shape[1], num_classes, images.shape[-1], generator=generator)
         model = model.to(config.device)
-        train_network(model, images, labels, train_cfg, generator, augment if config.augment else None,
-                      on_epoch=lambda _: bar.update(1))
+        train_network(model, images, labels, train_cfg, generator, augment, on_epoch=lambda _: bar.update(1))
         metrics = classification_metrics(y_true, predict_proba(model, test_images), task)
         per_model.append(metrics)
         bar.set_postfix(acc=f"{metrics['accuracy']:.3f}")
     bar.close()
+    confusion = np.sum([m["confusion_matrix"] for m in per_model], axis=0).astype(int).tolist()
     return EvalResult(per_model=per_model, summary=summarize(per_model),
                       majority_rate=majority_rate(y_true, num_classes), test_size=len(y_true),
-                      config={**asdict(config), "epochs": epochs})
+                      config={**asdict(config), "epochs": epochs}, confusion_matrix=confusion)

@@ -31,37 +31,35 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_evaluate_package(args) -> int:
-    """``medistill evaluate PACKAGE_DIR``: verify, then re-score on the source dataset's test split."""
+def evaluate_package_command(path, config, dataset=None, size: int = 28, data_root=None, dsa: bool | None = None,
+                             allow_md5_mismatch: bool = False, json_path=None) -> int:
+    """``medistill evaluate PACKAGE_DIR``: verify, then re-score on the source dataset's test split with the
+    one recipe (``config``: the evaluation flags; ``dsa``: None = as the sending site)."""
     from ..data import load_dataset
-    from ..evaluate import EvalConfig
     from .package_evaluate import evaluate_package
 
-    package = load_package(args.path)
-    print(f"{args.path}: manifest verified ({len(list(Path(args.path).iterdir())) - 1} files)")
+    package = load_package(path)
+    print(f"{path}: manifest verified ({len(list(Path(path).iterdir())) - 1} files)")
     meta = package.metadata
-    name = args.dataset or meta["source_dataset"].get("name")
+    name = dataset or meta["source_dataset"].get("name")
     if not name:
         raise ValueError("the package does not record its dataset: pass --dataset")
-    dataset = load_dataset(name, size=args.size, root=args.data_root, verify_md5=not args.allow_md5_mismatch)
-    config = EvalConfig(model=args.eval_model, num_models=args.models, epochs=args.epochs, seed=args.seed,
-                        device=args.device)
-    result = evaluate_package(package, dataset, config, force_dsa=args.dsa,
-                              allow_md5_mismatch=args.allow_md5_mismatch)
+    data = load_dataset(name, size=size, root=data_root, verify_md5=not allow_md5_mismatch)
+    result = evaluate_package(package, data, config, dsa=dsa, allow_md5_mismatch=allow_md5_mismatch)
     cfg = result.config
-    print(f"{args.path} · {meta.get('method')} · IPC {meta.get('ipc')} on {dataset.name} test split · lr {cfg['lr']:g}"
-          f"{' · DSA' if cfg['augment'] else ''} · {cfg['epochs']} epochs")
+    print(f"{path} · {meta.get('method')} · IPC {meta.get('ipc')} on {data.name} test split · lr {cfg['lr']:g}"
+          f"{' · DSA' if cfg['dsa_strategy'] else ''} · {cfg['epochs']} epochs ({cfg['schedule']} schedule)")
     print("  " + result.line())
     recorded = (meta.get("evaluation") or {}).get("distilled")
     if recorded:
         s, c = recorded["summary"]["accuracy"], recorded["config"]
         print(f"  recorded at export: acc {s['mean']:.3f} ± {s['std']:.3f} ({c['num_models']} models, {c['epochs']} epochs)")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.json, json.dumps({"path": str(args.path), "command": " ".join(sys.argv),
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json_path, json.dumps({"path": str(path), "command": " ".join(sys.argv),
                                                  "recorded": recorded, **result.to_dict()}, indent=1))
-        print(f"wrote {args.json}")
+        print(f"wrote {json_path}")
     return 0
 
 
-__all__ = ["add_commands", "cmd_evaluate_package", "cmd_export", "is_package"]
+__all__ = ["add_commands", "evaluate_package_command", "cmd_export", "is_package"]

@@ -15,7 +15,6 @@ the whole run's state, so a run may be resumed with a different number of ranks.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -26,13 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset
-from ..data.zca import whiten_dataset
 from ..data.imageset import environment_versions
 from ..distributed import (DistContext, all_reduce_sum, check_same_config, leave_together, main_then_share,
                            maybe_inject_failure)
-from ..evaluate import EvalConfig, evaluate_images
-from ..selection import select
-from .augmentation import DSAPair
+from ..evaluate import EvalConfig, compare_with_random, evaluate_set, recipe_config, result_line
+from ..selection import DEFAULT_SUBSETS, random_baseline
 from ..atomic_io import atomic_torch_save, atomic_write_text
 from .checkpoint import config_mismatch, load_json
 from .config import config_dict
@@ -67,13 +64,6 @@ def make_method(name: str, dataset: ImageDataset, config, device: str = "cpu", d
     return METHODS[name](dataset, config, device, dist)
 
 
-def dsa_training_augment(strategy: str):
-    """Unseeded DSA for evaluation training: (x, generator) → augmented x."""
-    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return DSAPair(strategy, False, generator).independent(x)
-    return augment
-
-
 def _prepare_folder(folder: Path, run_config: dict, resume: bool, force: bool) -> dict | None:
     """Check or clear the folder; returns the checkpoint to resume from, if any."""
     existing = [f for f in RUN_FILES if (folder / f).exists()]
@@ -100,11 +90,13 @@ def run_config_of(method_name: str, dataset: ImageDataset, config) -> dict:
 
 def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: bool = False,
             force: bool = False, device: str = "cpu", eval_config: EvalConfig | None = None,
-            progress: bool = True, stop_after: int | None = None, dist: DistContext | None = None) -> RunResult:
+            progress: bool = True, stop_after: int | None = None, dist: DistContext | None = None,
+            random_subsets: int = DEFAULT_SUBSETS) -> RunResult:
     """Distil ``dataset`` with ``method_name`` into ``folder``; evaluate when ``eval_config`` is given.
 
     ``stop_after`` ends the loop early after that many iterations in this call (tests, time boxes);
-    the run can then be resumed. ``dist``: this process's place in a class-parallel job (default:
+    the run can then be resumed. ``random_subsets``: R of the random-subset baseline in ``metrics.json``.
+    ``dist``: this process's place in a class-parallel job (default:
     one process); every rank calls this function, rank 0 alone writes and evaluates.
     """
     dist = dist or DistContext(device=device)
@@ -179,8 +171,8 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
                      f"{method_name.upper()} · {dataset.name} · IPC {config.ipc}")
     metrics = None
     if eval_config is not None and eval_config.num_models > 0:
-        metrics = evaluate_run(dataset, synthetic, method.uses_dsa, config, eval_config, progress,
-                               cache_dir=folder.parent / ".random_baselines")
+        metrics = evaluate_run(dataset, synthetic, config, eval_config, progress,
+                               cache_dir=folder.parent / ".random_baselines", random_subsets=random_subsets)
         metrics["distill_seconds_this_session"] = round(time.time() - started, 1)
         atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
     summary = summarize_run(folder, method_name, dataset, config, losses, metrics)
@@ -188,46 +180,27 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
     return RunResult(folder, metrics, summary)
 
 
-def evaluate_run(dataset: ImageDataset, synthetic, uses_dsa: bool, config, eval_config: EvalConfig,
-                 progress: bool, cache_dir: Path | None = None) -> dict:
-    """Score the synthetic set and the random real subset at the same IPC under the same protocol.
+def evaluate_run(dataset: ImageDataset, synthetic, config, eval_config: EvalConfig, progress: bool,
+                 cache_dir: Path | None = None, random_subsets: int = DEFAULT_SUBSETS) -> dict:
+    """Score the synthetic set (the one recipe, :func:`medistill.evaluate.evaluate_set`) and the random-subset
+    baseline at the same IPC under the same protocol (R subsets, :func:`medistill.selection.random_baseline`,
+    cached in ``cache_dir`` and shared by every run with those settings), and compare them.
 
-    The random subset's score depends only on (dataset, IPC, evaluation settings), so it is kept in
-    ``cache_dir`` (beside the run folders) and shared by every method's run with those settings.
     A set that carries a ZCA transform is scored on the test split whitened with it, and the random
-    subset is whitened with the same transform, so both are compared in the same space.
+    subsets are whitened with the same transform, so both are compared in the same space.
     """
-    if synthetic.zca is not None:
-        dataset = whiten_dataset(dataset, synthetic.zca)
-    augment = dsa_training_augment(config.dsa_strategy) if uses_dsa else None
-    cfg = dataclasses.replace(eval_config, augment=uses_dsa)
-    if synthetic.learned_lr:
-        cfg = dataclasses.replace(cfg, lr=synthetic.learned_lr)
-    args = (dataset.test_images, dataset.test_labels, dataset.num_classes, dataset.task)
-    distilled = evaluate_images(synthetic.images, synthetic.labels, *args, cfg, augment=augment,
-                                progress=progress, desc="evaluate distilled")
-    random_cfg = dataclasses.replace(cfg, lr=eval_config.lr)
-    keyed = [dataset.md5, config.ipc, config.dsa_strategy, dataclasses.asdict(random_cfg)]
-    if synthetic.zca is not None:
-        keyed.append(synthetic.zca.fingerprint)  # (unwhitened runs keep their old cache key)
-    key = hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
-    cached = cache_dir / f"random-{dataset.name}-ipc{config.ipc}-{key}.json" if cache_dir else None
-    if cached is not None and cached.exists():
-        random_result = load_json(cached)
-    else:
-        subset = select(dataset, "random", config.ipc, seed=eval_config.seed)
-        random_result = evaluate_images(subset.images, subset.labels, *args, random_cfg, augment=augment,
-                                        progress=progress, desc="evaluate random").to_dict()
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(cached, json.dumps(random_result))
+    distilled = evaluate_set(synthetic, dataset, eval_config, progress=progress, desc="evaluate distilled")
+    recipe = recipe_config(synthetic.metadata, None, eval_config)  # the same protocol, the protocol's lr
+    random_result = random_baseline(dataset, config.ipc, recipe, subsets=random_subsets, cache_dir=cache_dir,
+                                    zca=synthetic.zca, progress=progress)
     metrics = {"distilled": distilled.to_dict(), "random": random_result,
+               "comparison": compare_with_random(distilled.summary, random_result),
                "majority_rate": distilled.majority_rate, "learned_lr": synthetic.learned_lr,
-               "evaluated_with_dsa": uses_dsa, "amp": getattr(config, "amp", "off"),
+               "evaluated_with_dsa": recipe.uses_dsa, "amp": getattr(config, "amp", "off"),
                "zca": synthetic.zca.describe() if synthetic.zca is not None else None}
     if synthetic.zca is not None:
         metrics["zca_note"] = ("the distilled set lives in ZCA space: the test split was whitened with the set's "
-                               "transform, and the random real subset was whitened with the same transform and "
+                               "transform, and the random real subsets were whitened with the same transform and "
                                "evaluated in the same space, so the comparison is like for like")
     return metrics
 
@@ -237,13 +210,19 @@ def summarize_run(folder: Path, method_name: str, dataset: ImageDataset, config,
     lines = [f"{method_name.upper()} on {dataset.name}{zca}, IPC {config.ipc}, {config.iterations} iterations, seed {config.seed}",
              f"final loss {losses[-1]:.4g} (first {losses[0]:.4g})" if losses else "no iterations run"]
     if metrics:
-        for key in ("distilled", "random"):
-            s = metrics[key]["summary"]
-            lines.append(f"{key:9s} acc {s['accuracy']['mean']:.3f} ± {s['accuracy']['std']:.3f}  "
-                         f"bal-acc {s['balanced_accuracy']['mean']:.3f} ± {s['balanced_accuracy']['std']:.3f}  "
-                         f"AUC {s['auc']['mean']:.3f} ± {s['auc']['std']:.3f}")
+        distilled, random = metrics["distilled"], metrics["random"]
+        lines.append(f"distilled {result_line(distilled['summary'], len(distilled['per_model']), metrics['majority_rate'])}")
+        lines.append(f"random    {result_line(random['summary'], len(random['summary']['accuracy']['values']), metrics['majority_rate'])}"
+                     f", {random['num_subsets']} subsets")
+        spread = random["subsets"]
+        lines.append("random subsets (mean ± spread over subsets): " + ", ".join(
+            f"{m} {spread[m]['mean']:.3f} ± {spread[m]['std']:.3f}" for m in ("accuracy", "balanced_accuracy", "auc")))
+        comparison = metrics["comparison"]
+        lines.append(f"verdict: {comparison['overall']} (" + "; ".join(
+            f"{m}: {comparison[m]['distilled']:.3f} vs {comparison[m]['random_mean']:.3f} + {comparison[m]['random_spread']:.3f}"
+            for m in ("balanced_accuracy", "auc")) + f") — {comparison['rule']}")
         lines.append(f"majority-class rate of the test split: {metrics['majority_rate']:.3f}; "
-                     f"{len(metrics['distilled']['per_model'])} models, {metrics['distilled']['config']['epochs']} epochs"
-                     f"{' with DSA' if metrics['evaluated_with_dsa'] else ''}")
+                     f"{len(distilled['per_model'])} models, {distilled['config']['epochs']} epochs"
+                     f"{' with DSA' if metrics['evaluated_with_dsa'] else ''} ({distilled['config']['schedule']} schedule)")
     lines.append(f"run folder: {folder}")
     return "\n".join(lines) + "\n"

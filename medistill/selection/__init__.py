@@ -73,4 +73,6 @@ def select(dataset: ImageDataset, selector: str, ipc: int | None = None, seed: i
                     mean=dataset.mean, std=dataset.std, class_names=dataset.class_names, metadata=metadata)
 
 
-__all__ = ["SELECTORS", "check_ipc", "embedding_features", "herding_order", "kcenter_order", "random_indices", "select"]
+from .random_scores import DEFAULT_SUBSETS, random_baseline  # noqa: E402  (uses check_ipc above)
+
+__all__ = ["DEFAULT_SUBSETS", "SELECTORS", "check_ipc", "random_baseline", "embedding_features", "herding_order", "kcenter_order", "random_indices", "select"]

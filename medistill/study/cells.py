@@ -16,8 +16,8 @@ BASELINES = ("random", "herding", "kcenter", "full")
 # 300, 1000 with DSA) and epochs for the full-training-set baseline. quick matches `medistill distill
 # --preset quick` (3 networks × 300 epochs), so its run folders can be imported into a study.
 PRESET_BUDGETS = {
-    "quick": {"eval_models": 3, "eval_epochs": 300, "full_epochs": 300},
-    "paper": {"eval_models": 5, "eval_epochs": None, "full_epochs": None},
+    "quick": {"eval_models": 3, "eval_epochs": 300, "full_epochs": 300, "random_subsets": 5},
+    "paper": {"eval_models": 5, "eval_epochs": None, "full_epochs": None, "random_subsets": 5},
 }
 
 
@@ -30,6 +30,7 @@ class Budget:
     eval_models: int | None = None
     eval_epochs: int | None = None
     full_epochs: int | None = None
+    random_subsets: int | None = None
 
     def __post_init__(self):
         if self.preset not in PRESET_BUDGETS:

@@ -35,6 +35,8 @@ def add_commands(sub) -> None:
     p.add_argument("--eval-models", type=int, default=None, help="networks per score (quick 3, paper 5)")
     p.add_argument("--eval-epochs", type=int, default=None, help="epochs per network (quick 300; paper: protocol)")
     p.add_argument("--full-epochs", type=int, default=None, help="epochs for the full-training-set baseline")
+    p.add_argument("--random-subsets", type=int, default=None,
+                   help="R random real subsets of the random baseline next to each cell (default 5)")
     p.add_argument("--out", default="results/study", help="folder of the table (study.csv, study.json) and claims")
     p.add_argument("--runs", default="runs/study", help="folder of the cells' run folders and expert banks")
     p.add_argument("--import-runs", action="append", default=[], metavar="DIR",
@@ -62,7 +64,8 @@ def cmd_study(args) -> int:
 
     rank = args.rank if args.rank is not None else int(os.environ.get("RANK", 0))
     world_size = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", 1))
-    budget = Budget(args.preset, args.iterations, args.eval_models, args.eval_epochs, args.full_epochs)
+    budget = Budget(args.preset, args.iterations, args.eval_models, args.eval_epochs, args.full_epochs,
+                    args.random_subsets)
     cells = grid(args.datasets, args.methods, args.ipcs, args.seeds, budget)
     mine = shard(cells, rank, world_size)
     for d in args.import_runs:

@@ -9,17 +9,18 @@ without recomputing. "Same configuration" is the runner's resume check (config.j
 method config, ignoring checkpoint/log intervals and the expert bank's folder, which is checked by
 its manifest instead) plus the evaluation settings in metrics.json (networks, epochs, seed, model).
 
-Baselines (random, herding, k-center, full) are scored with the evaluation protocol, without
-augmentation, into ``<runs>/<cell id>/metrics.json`` with the selected set beside it.
+Baselines (random, herding, k-center, full) are scored with the one evaluation recipe (no
+augmentation for real images), into ``<runs>/<cell id>/metrics.json`` with the selected set beside it.
 
-The indicator of each row is the random real subset at the same IPC scored under the same protocol
-as the row (with DSA training when the distilled set is evaluated with it, as the runner does).
+The indicator of each row is the random-subset baseline at the same IPC (R subsets,
+:func:`medistill.selection.random_baseline`, one cache in ``<runs>/.random_baselines``) scored under
+the same protocol as the row (with DSA training when the distilled set is evaluated with it, as the
+runner does); the row keeps its mean over networks and its spread over subsets.
 """
 from __future__ import annotations
 
 import dataclasses
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -29,12 +30,14 @@ from pathlib import Path
 
 from ..atomic_io import atomic_write_text
 from ..data import ImageDataset, load_dataset
-from ..evaluate import EvalConfig, evaluate_images
+from ..evaluate import EvalConfig, evaluate_set
+from ..ops.dsa_params import DEFAULT_STRATEGY
 from ..methods import ExpertConfig, build_experts, distill, make_config
 from ..methods.experts import _manifest, expert_path
 from ..methods.checkpoint import RESUME_NEUTRAL, config_mismatch, load_json
 from ..methods.runner import run_config_of
-from ..selection import check_ipc, select
+from ..selection import check_ipc, random_baseline, select
+from ..selection.random_scores import subset_seed
 from .cells import BASELINES, DISTILL_METHODS, Budget, Cell
 from .runner import CellUnavailable
 from .table import METRICS
@@ -43,11 +46,16 @@ IMPORT_NEUTRAL = RESUME_NEUTRAL | {"expert_dir"}
 
 
 def summary_columns(result: dict, prefix: str = "") -> dict:
-    """{prefix+metric_mean/std} from an EvalResult dict."""
+    """{prefix+metric_mean/std} from an EvalResult dict (mean and std over networks); for the random
+    baseline beside a row (a prefix) also {prefix+metric_spread} (std over subsets) and the number of subsets."""
     out = {}
     for m in METRICS:
         out[f"{prefix}{m}_mean"] = result["summary"][m]["mean"]
         out[f"{prefix}{m}_std"] = result["summary"][m]["std"]
+        if prefix and "subsets" in result:
+            out[f"{prefix}{m}_spread"] = result["subsets"][m]["std"]
+    if prefix and "subsets" in result:
+        out[f"{prefix}subsets"] = result["num_subsets"]
     return out
 
 
@@ -136,9 +144,12 @@ class CellComputer:
             return None
         metrics = load_json(folder / "metrics.json")
         used = metrics["distilled"]["config"]
-        expected_epochs = dataclasses.replace(eval_config, augment=metrics["evaluated_with_dsa"]).resolved_epochs()
+        strategy = DEFAULT_STRATEGY if metrics["evaluated_with_dsa"] else None
+        expected_epochs = dataclasses.replace(eval_config, dsa_strategy=strategy).resolved_epochs()
         same = (used["num_models"] == eval_config.num_models and used["epochs"] == expected_epochs
-                and used["seed"] == eval_config.seed and used["model"] == eval_config.model)
+                and used["seed"] == eval_config.seed and used["model"] == eval_config.model
+                and used.get("schedule", "half") == eval_config.schedule  # older runs: the old schedule
+                and metrics["random"].get("num_subsets") == self.budget.resolved("random_subsets"))
         return metrics if same else None
 
     def _expert_config(self, config) -> ExpertConfig:
@@ -192,7 +203,8 @@ class CellComputer:
             config = self._ensure_experts(dataset, config)
         folder = self.runs_dir / cell.id
         result = distill(dataset, cell.method, config, folder, resume=True, device=self.device,
-                         eval_config=eval_config, progress=self.progress)
+                         eval_config=eval_config, progress=self.progress,
+                         random_subsets=self.budget.resolved("random_subsets"))
         return self._distilled_row(result.metrics, folder, reused=False, wall=None)
 
     @staticmethod
@@ -201,6 +213,7 @@ class CellComputer:
         row = {**summary_columns(distilled), **summary_columns(metrics["random"], "random_"),
                "majority_rate": metrics["majority_rate"], "eval_models": distilled["config"]["num_models"],
                "eval_epochs": distilled["config"]["epochs"], "eval_augment": metrics["evaluated_with_dsa"],
+               "verdict": metrics["comparison"]["overall"],
                "images": None, "reused": reused, "run_folder": str(folder.resolve())}
         synthetic = folder / "synthetic_set.pt"
         if synthetic.exists():
@@ -212,22 +225,11 @@ class CellComputer:
 
     # baselines ----------------------------------------------------------------------------------------
 
-    def _score(self, dataset: ImageDataset, images, labels, config: EvalConfig, desc: str) -> dict:
-        return evaluate_images(images, labels, dataset.test_images, dataset.test_labels, dataset.num_classes,
-                               dataset.task, config, progress=self.progress, desc=desc).to_dict()
-
     def random_score(self, dataset: ImageDataset, ipc: int, seed: int, config: EvalConfig) -> dict:
-        """The random subset at ``ipc`` (selection seed = evaluation seed), cached beside the run folders."""
-        key = hashlib.sha1(json.dumps([dataset.md5, ipc, seed, dataclasses.asdict(config)],
-                                      sort_keys=True).encode()).hexdigest()[:16]
-        cached = self.runs_dir / ".random_baselines" / f"random-{dataset.name}-ipc{ipc}-{key}.json"
-        if cached.exists():
-            return load_json(cached)
-        subset = select(dataset, "random", ipc, seed=seed)
-        result = self._score(dataset, subset.images, subset.labels, config, f"random ipc {ipc}")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cached, json.dumps(result))
-        return result
+        """The random-subset baseline at ``ipc`` (R subsets of seed ``seed``), cached beside the run folders."""
+        return random_baseline(dataset, ipc, dataclasses.replace(config, seed=seed),
+                               subsets=self.budget.resolved("random_subsets"),
+                               cache_dir=self.runs_dir / ".random_baselines", progress=self.progress)
 
     def _baseline(self, cell: Cell) -> dict:
         dataset = self.dataset(cell.dataset)
@@ -236,7 +238,7 @@ class CellComputer:
             config = dataclasses.replace(config, epochs=self.budget.resolved("full_epochs"))
         folder = self.runs_dir / cell.id
         settings = {"dataset_md5": dataset.md5, "selector": cell.method, "ipc": cell.ipc, "seed": cell.seed,
-                    "eval": dataclasses.asdict(config)}
+                    "eval": dataclasses.asdict(config), "random_subsets": self.budget.resolved("random_subsets")}
         metrics_path = folder / "metrics.json"
         if metrics_path.exists() and load_json(metrics_path).get("settings") == settings:
             saved = load_json(metrics_path)
@@ -245,12 +247,13 @@ class CellComputer:
             raise CellUnavailable(f"no finished baseline in {folder}")
         started = time.time()
         if cell.method == "random":
-            subset = select(dataset, "random", cell.ipc, seed=cell.seed)
+            subset = select(dataset, "random", cell.ipc, seed=subset_seed(cell.seed, 0))  # the baseline's first subset
             result = self.random_score(dataset, cell.ipc, cell.seed, config)
             random_result = result
         else:
             subset = select(dataset, cell.method, cell.ipc, seed=cell.seed)
-            result = self._score(dataset, subset.images, subset.labels, config, f"{cell.method} ipc {cell.ipc}")
+            result = evaluate_set(subset, dataset, config, progress=self.progress,
+                                  desc=f"{cell.method} ipc {cell.ipc}").to_dict()
             random_result = None if cell.ipc is None else self.random_score(dataset, cell.ipc, cell.seed, config)
         subset.save(folder / "selected_set.pt")
         saved = {"settings": settings, "result": result, "random": random_result, "images": len(subset.labels),
@@ -263,7 +266,7 @@ class CellComputer:
         result = saved["result"]
         row = {**summary_columns(result), "majority_rate": result["majority_rate"],
                "eval_models": result["config"]["num_models"], "eval_epochs": result["config"]["epochs"],
-               "eval_augment": result["config"]["augment"], "images": saved["images"], "reused": reused,
+               "eval_augment": bool(result["config"].get("dsa_strategy")), "images": saved["images"], "reused": reused,
                "wall_seconds": saved["seconds"], "run_folder": str(folder.resolve())}
         if saved["random"] is not None:
             row.update(summary_columns(saved["random"], "random_"))

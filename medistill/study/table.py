@@ -20,7 +20,8 @@ METRICS = ("accuracy", "balanced_accuracy", "auc")
 COLUMNS = (
     ["cell_id", "dataset", "method", "kind", "ipc", "seed", "preset", "images"]
     + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-    + [f"random_{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    + [f"random_{m}_{s}" for m in METRICS for s in ("mean", "std", "spread")]
+    + ["random_subsets", "verdict"]
     + ["majority_rate", "eval_models", "eval_epochs", "eval_augment", "wall_seconds", "reused",
        "run_folder", "host", "pid", "finished_at"]
 )
