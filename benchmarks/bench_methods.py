@@ -65,7 +65,7 @@ def expert_bank(generated, tmp_path_factory):
     net = build_model("convnet", 1, CLASSES, 28)
     p = sum(t.numel() for t in net.parameters())
     manifest = {"dataset": generated.name, "dataset_md5": generated.md5, "model": "convnet", "epochs": 4,
-                "param_count": p}
+                "param_count": p, "align_corners": True}  # as `medistill experts` trains (the published MTT)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     torch.save(torch.randn(5, p, generator=torch.Generator().manual_seed(1)) * 0.01, folder / "expert_000.pt")
     return folder

@@ -18,10 +18,12 @@ to the published number, and the difference).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,10 +111,30 @@ def distill(cell: Cell) -> None:
                      *resume, *cell.distill_args])
 
 
+@contextmanager
+def cell_lock(name: str):
+    """Yield True when this process holds the cell's lock (another scorer holds it: False)."""
+    lock_dir = RUNS / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def score(cell: Cell) -> None:
     out = RESULTS / f"{cell.name}.json"
     if out.exists():
         return
+    with cell_lock(cell.name) as mine:
+        if mine and not out.exists():
+            _score(cell, out)
+
+
+def _score(cell: Cell, out: Path) -> None:
     if cell.distilled:
         folder = RUNS / cell.name
         if not (folder / "synthetic_set.pt").exists():
