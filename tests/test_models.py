@@ -18,7 +18,7 @@ def test_convnet_shapes(channels, size, features):
 
 
 def test_convnet_parameter_count_matches_reference():
-    # REFERENCE.md: ~318k parameters for 1×28×28, K=9 (conv 3×(C·128·9+128), 3 norms, Linear(2048, 9)).
+    # docs/methods.md ("Common ground"): 315,657 parameters for 1×28×28, K=9 (conv 3×(C·128·9+128), 3 norms, Linear(2048, 9)).
     n = sum(p.numel() for p in ConvNet(1, 9, 28).parameters())
     assert n == (1 * 128 * 9 + 128) + 2 * (128 * 128 * 9 + 128) + 3 * 256 + 2048 * 9 + 9
 
