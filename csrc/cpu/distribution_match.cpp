@@ -14,7 +14,7 @@
 
 #include "../common/distribution_match_math.h"
 #include "../common/matching_checks.h"
-#include "x86_dispatch.h"
+#include "simd/dispatch.h"
 
 namespace medistill {
 namespace {

@@ -8,8 +8,13 @@
 // color_forward/backward) arranged for a CPU: the base stage copies runs of each row, a diagonal
 // map (scale) resamples separably (rows, then columns), a general one (rotate) per pixel with
 // branch-free taps (zero weight + clamped index outside the image). The per-sample pipeline runs
-// an AVX2+FMA copy where the CPU has it (x86_dispatch.h). The CUDA kernel composes the same functions into one
+// an AVX2+FMA copy where the CPU has it (simd/dispatch.h). The CUDA kernel composes the same functions into one
 // gather per output element.
+//
+// SIMD: the x86 code (banded AVX2 x pass, interleaved RGB resampling, SSE padded planes: csrc/cpu/simd/)
+// is compiled only where simd/config.h sets MEDISTILL_X86_SIMD; elsewhere, and with
+// MEDISTILL_SIMD=off, the same stages run their portable loops (tested on x86 by
+// scripts/test_portable.sh).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -24,9 +29,13 @@
 #include "../common/checks.h"
 #include "../common/dsa_checks.h"
 #include "../common/dsa_math.h"
-#include "banded_rows_avx2.h"
-#include "interleaved_rgb_avx2.h"
-#include "x86_dispatch.h"
+#include "simd/config.h"
+#include "simd/dispatch.h"
+#if MEDISTILL_X86_SIMD
+#include "simd/banded_rows_avx2.h"
+#include "simd/interleaved_rgb_avx2.h"
+#include "simd/padded_planes_sse.h"
+#endif
 
 namespace medistill {
 namespace {
@@ -215,8 +224,8 @@ MEDISTILL_ALWAYS_INLINE bool transpose_taps(const int64_t* k0, const int64_t* k1
 // Diagonal map (scale): ix depends on j only, iy on i only. Forward: interpolate every row along
 // x into tmp, then rows of tmp along y. Backward: the adjoints in reverse order. The y pass
 // combines whole rows (vectorised by the compiler); the x pass, per element a gather, runs as
-// banded AVX2 permutes for float32 where the CPU has AVX2 (banded_rows_avx2.h), else as the
-// scalar loops below.
+// banded AVX2 permutes for float32 where the CPU has AVX2 (simd/banded_rows_avx2.h), else as the
+// scalar loops below (the portable path).
 template <typename T>
 struct AxisTaps {
   const int64_t *k0, *k1;
@@ -246,6 +255,7 @@ MEDISTILL_ALWAYS_INLINE void x_adjoint_row(const AxisTaps<T>& x, const int32_t* 
   for (int64_t j = 0; j < W; ++j) orow[x.k1[j]] += x.w1[j] * trow[j];
 }
 
+#if MEDISTILL_X86_SIMD
 // Banded x pass (float32, AVX2): builds the tables once per sample; false when the CPU lacks AVX2
 // or the map does not fit the banded form, and the caller runs the scalar loops.
 template <bool kBackward, typename S>
@@ -274,6 +284,7 @@ void banded_x_pass(const float* src, float* dst, int64_t rows, int64_t W, S& s) 
     }
   }
 }
+#endif  // MEDISTILL_X86_SIMD
 
 template <bool kBackward, typename T>
 MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, const T* __restrict__ in, T* __restrict__ out, int64_t C,
@@ -283,7 +294,9 @@ MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, co
   axis_taps(M.y0, M.yi, H, H, ry0, ry1, wy0, wy1);
   const int64_t HW = H * W;
   bool banded_x = false;
+#if MEDISTILL_X86_SIMD
   if constexpr (std::is_same_v<T, float>) banded_x = banded_x_tables<kBackward>(M, W, s);
+#endif
   const AxisTaps<T> x{cx0, cx1, wx0, wx1};
   int32_t* tj = s.fan_index.data();
   T* tw = s.fan_weight.data();
@@ -293,9 +306,11 @@ MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, co
     // Backward along x as a gather: the columns each input column feeds, in the transposed table.
     transposed = kBackward && transpose_taps(cx0, cx1, wx0, wx1, W, tj, tw, s.fan_count.data());
   }
+#if MEDISTILL_X86_SIMD
   if constexpr (std::is_same_v<T, float>) {
     if (!kBackward && banded_x) banded_x_pass<false>(in, tmp, C * H, W, s);  // tmp <- x pass of every row
   }
+#endif
   for (int64_t c = 0; c < C; ++c) {
     const T* ic = in + c * HW;
     T* oc = out + c * HW;
@@ -322,9 +337,11 @@ MEDISTILL_ALWAYS_INLINE void resample_separable(const dsa::PixelAffine<T>& M, co
         for (int64_t r = 0; r < H; ++r) x_adjoint_row(x, tj, tw, transposed, tc + r * W, oc + r * W, W);
     }
   }
+#if MEDISTILL_X86_SIMD
   if constexpr (std::is_same_v<T, float>) {
     if (kBackward && banded_x) banded_x_pass<true>(tmp, out, C * H, W, s);  // out <- x adjoint of every row
   }
+#endif
 }
 
 // General map (rotate, or composed), one output row at a time. Pass 1 (branch-free, vectorised by
@@ -348,18 +365,27 @@ struct Scratch {
   std::vector<int32_t> fan_index, fan_count;
   std::vector<T> fan_weight;
   RowTaps<T> row;
-  banded::Taps band_fwd, band_bwd;  // float32 AVX2 x pass (banded_rows_avx2.h)
+#if MEDISTILL_X86_SIMD
+  banded::Taps band_fwd, band_bwd;  // float32 AVX2 x pass (simd/banded_rows_avx2.h)
   std::vector<int> band_fan_count;
   banded::PaddedRow band_row;
-  std::vector<T> padded_planes;  // C planes of (H + 2) x (W + 2): the float32 general backward
-  std::vector<float> rgb_image, rgb_row;  // 3 channels, float32, AVX2: interleaved_rgb_avx2.h
+#endif
+  std::vector<T> padded_planes;  // C planes of (H + 2) x (W + 2): the float32 general resampling
+#if MEDISTILL_X86_SIMD
+  std::vector<float> rgb_image, rgb_row;  // 3 channels, float32, AVX2: simd/interleaved_rgb_avx2.h
+#endif
   Scratch(int64_t numel, int64_t H, int64_t W)
       : images(static_cast<size_t>(3 * numel)), plane(static_cast<size_t>(H * W)), wa(static_cast<size_t>(2 * W)),
         wb(static_cast<size_t>(2 * H)), ka(static_cast<size_t>(2 * W)), kb(static_cast<size_t>(2 * H)),
         fan_index(static_cast<size_t>(kMaxFanIn * W)), fan_count(static_cast<size_t>(W)), fan_weight(static_cast<size_t>(kMaxFanIn * W)), row(W),
-        padded_planes(static_cast<size_t>(numel / (H * W) * (H + 2) * (W + 2))),
+        padded_planes(static_cast<size_t>(numel / (H * W) * (H + 2) * (W + 2)))
+#if MEDISTILL_X86_SIMD
+        ,
         rgb_image(numel / (H * W) == 3 ? static_cast<size_t>((H + 2) * (W + 2) * 4) : 0),
-        rgb_row(numel / (H * W) == 3 ? static_cast<size_t>(W * 4) : 0) {}
+        rgb_row(numel / (H * W) == 3 ? static_cast<size_t>(W * 4) : 0)
+#endif
+  {
+  }
 };
 
 MEDISTILL_ALWAYS_INLINE int32_t clamp_index(int32_t k, int32_t hi) { return std::min(std::max(k, 0), hi); }
@@ -480,6 +506,37 @@ MEDISTILL_ALWAYS_INLINE void read_interior(const PaddedPlanes& P, float* image, 
       std::memcpy(image + c * P.HW + r * W, interior_row(P, c, r), static_cast<size_t>(W) * sizeof(float));
 }
 
+#if !MEDISTILL_X86_SIMD
+// The per-pixel steps of the padded float32 resampling (simd/padded_planes_sse.h has the SSE
+// versions): plain loops, vectorised by the compiler where the target allows.
+namespace padded {
+
+struct PixelWeights {
+  float w00, w01, w10, w11;
+};
+
+MEDISTILL_ALWAYS_INLINE PixelWeights pixel_weights(float w00, float w01, float w10, float w11) {
+  return {w00, w01, w10, w11};
+}
+
+MEDISTILL_ALWAYS_INLINE void scatter_pixel(float* p, int64_t PW, const PixelWeights& w, float g) {
+  p[0] += w.w00 * g;
+  p[1] += w.w01 * g;
+  p[PW] += w.w10 * g;
+  p[PW + 1] += w.w11 * g;
+}
+
+MEDISTILL_ALWAYS_INLINE void gather4(const float* pc, const int32_t* base, int64_t PW, const float* w00,
+                                     const float* w01, const float* w10, const float* w11, float* o) {
+  for (int l = 0; l < 4; ++l) {
+    const float* p = pc + base[l];
+    o[l] = w00[l] * p[0] + w01[l] * p[1] + w10[l] * p[PW] + w11[l] * p[PW + 1];
+  }
+}
+
+}  // namespace padded
+#endif  // !MEDISTILL_X86_SIMD
+
 // Backward of a general map for float32: scatter into zero-padded gradient planes of
 // (H + 2) x (W + 2), where a corner outside the image lands in the pad instead of needing a clamp.
 // Then a pixel's two corners in one row are adjacent, and each pixel costs two 8-byte
@@ -497,16 +554,9 @@ MEDISTILL_ALWAYS_INLINE void resample_general_backward_padded(const dsa::PixelAf
     const float* gi = g + i * W;
     for (int64_t parity = 0; parity < 2; ++parity) {
       for (int64_t j = parity; j < W; j += 2) {
-        const __m128 wt = _mm_unpacklo_ps(_mm_set_ss(P.w00[j]), _mm_set_ss(P.w01[j]));  // (w00, w01, 0, 0)
-        const __m128 wb = _mm_unpacklo_ps(_mm_set_ss(P.w10[j]), _mm_set_ss(P.w11[j]));
+        const padded::PixelWeights w = padded::pixel_weights(P.w00[j], P.w01[j], P.w10[j], P.w11[j]);
         float* p = P.pad + P.base[j];
-        for (int64_t c = 0; c < C; ++c) {
-          const __m128 gv = _mm_set1_ps(gi[c * P.HW + j]);
-          __m64* top = reinterpret_cast<__m64*>(p + c * P.PHW);
-          __m64* bottom = reinterpret_cast<__m64*>(p + c * P.PHW + P.PW);
-          _mm_storel_pi(top, _mm_add_ps(_mm_loadl_pi(_mm_setzero_ps(), top), _mm_mul_ps(wt, gv)));
-          _mm_storel_pi(bottom, _mm_add_ps(_mm_loadl_pi(_mm_setzero_ps(), bottom), _mm_mul_ps(wb, gv)));
-        }
+        for (int64_t c = 0; c < C; ++c) padded::scatter_pixel(p + c * P.PHW, P.PW, w, gi[c * P.HW + j]);
       }
     }
   }
@@ -514,8 +564,8 @@ MEDISTILL_ALWAYS_INLINE void resample_general_backward_padded(const dsa::PixelAf
 }
 
 // Forward of a general map for float32, the same padded layout: the input is copied into the
-// zero-padded planes, and four pixels at a time load their two corner pairs per row (8 bytes each)
-// and de-interleave them with shuffles into the four corner vectors, instead of 16 scalar loads.
+// zero-padded planes, and four pixels at a time read their corners (padded::gather4: with SSE, two
+// corner pairs per row of 8 bytes each, de-interleaved with shuffles, instead of 16 scalar loads).
 template <int kC>
 MEDISTILL_ALWAYS_INLINE void resample_general_forward_padded(const dsa::PixelAffine<float>& M,
                                                              const float* __restrict__ in, float* __restrict__ out,
@@ -527,29 +577,13 @@ MEDISTILL_ALWAYS_INLINE void resample_general_forward_padded(const dsa::PixelAff
   const float* pad = P.pad;
   int32_t* base = P.base;
   float *w00 = P.w00, *w01 = P.w01, *w10 = P.w10, *w11 = P.w11;
-  auto pair = [](__m128 v, const float* p, bool high) {
-    return high ? _mm_loadh_pi(v, reinterpret_cast<const __m64*>(p)) : _mm_loadl_pi(v, reinterpret_cast<const __m64*>(p));
-  };
   for (int64_t i = 0; i < H; ++i) {
     row_taps<true>(M, i, H, W, s.row);
     for (int64_t c = 0; c < C; ++c) {
       const float* pc = pad + c * PHW;
       float* o = out + c * HW + i * W;
       int64_t j = 0;
-      for (; j + 4 <= W; j += 4) {
-        const float *p0 = pc + base[j], *p1 = pc + base[j + 1], *p2 = pc + base[j + 2], *p3 = pc + base[j + 3];
-        const __m128 t01 = pair(pair(_mm_setzero_ps(), p0, false), p1, true);  // (a0, a1) of pixels j, j + 1
-        const __m128 t23 = pair(pair(_mm_setzero_ps(), p2, false), p3, true);
-        const __m128 b01 = pair(pair(_mm_setzero_ps(), p0 + PW, false), p1 + PW, true);
-        const __m128 b23 = pair(pair(_mm_setzero_ps(), p2 + PW, false), p3 + PW, true);
-        const __m128 a0 = _mm_shuffle_ps(t01, t23, _MM_SHUFFLE(2, 0, 2, 0)), a1 = _mm_shuffle_ps(t01, t23, _MM_SHUFFLE(3, 1, 3, 1));
-        const __m128 c0 = _mm_shuffle_ps(b01, b23, _MM_SHUFFLE(2, 0, 2, 0)), c1 = _mm_shuffle_ps(b01, b23, _MM_SHUFFLE(3, 1, 3, 1));
-        __m128 r = _mm_mul_ps(_mm_loadu_ps(w00 + j), a0);
-        r = _mm_add_ps(r, _mm_mul_ps(_mm_loadu_ps(w01 + j), a1));
-        r = _mm_add_ps(r, _mm_mul_ps(_mm_loadu_ps(w10 + j), c0));
-        r = _mm_add_ps(r, _mm_mul_ps(_mm_loadu_ps(w11 + j), c1));
-        _mm_storeu_ps(o + j, r);
-      }
+      for (; j + 4 <= W; j += 4) padded::gather4(pc, base + j, PW, w00 + j, w01 + j, w10 + j, w11 + j, o + j);
       for (; j < W; ++j) {
         const float* p = pc + base[j];
         o[j] = w00[j] * p[0] + w01[j] * p[1] + w10[j] * p[PW] + w11[j] * p[PW + 1];
@@ -558,8 +592,9 @@ MEDISTILL_ALWAYS_INLINE void resample_general_forward_padded(const dsa::PixelAff
   }
 }
 
+#if MEDISTILL_X86_SIMD
 // General map on a 3-channel float32 image, where the CPU has AVX2: through one interleaved,
-// zero-padded copy (interleaved_rgb_avx2.h) with the padded taps of row_taps<true>.
+// zero-padded copy (simd/interleaved_rgb_avx2.h) with the padded taps of row_taps<true>.
 template <bool kBackward>
 MEDISTILL_ALWAYS_INLINE void resample_general_rgb(const dsa::PixelAffine<float>& M, const float* in, float* out,
                                                   int64_t H, int64_t W, Scratch<float>& s) {
@@ -581,13 +616,16 @@ MEDISTILL_ALWAYS_INLINE void resample_general_rgb(const dsa::PixelAffine<float>&
   }
   if (kBackward) rgb::deinterleave(img, H, W, out);
 }
+#endif  // MEDISTILL_X86_SIMD
 
 template <bool kBackward, typename T>
 MEDISTILL_ALWAYS_INLINE void resample_stage(const dsa::PixelAffine<T>& M, const T* in, T* out, int64_t C, int64_t H, int64_t W, T* tmp,
                     Scratch<T>& s) {
   if (M.xi == T(0) && M.yj == T(0)) return resample_separable<kBackward>(M, in, out, C, H, W, tmp, s);
   if constexpr (std::is_same_v<T, float>) {  // padded planes (float32)
+#if MEDISTILL_X86_SIMD
     if (C == 3 && cpu_has_avx2_fma()) return resample_general_rgb<kBackward>(M, in, out, H, W, s);
+#endif
     if (kBackward) {
       if (C == 1) return resample_general_backward_padded<1>(M, in, out, C, H, W, s);
       if (C == 3) return resample_general_backward_padded<3>(M, in, out, C, H, W, s);
@@ -667,7 +705,7 @@ MEDISTILL_ALWAYS_INLINE void run_samples(const SampleRange<T>& r) {
 }
 
 // The whole per-sample pipeline is inlined into each of these, so on CPUs with AVX2+FMA it runs the
-// copy compiled for them (x86_dispatch.h).
+// copy compiled for them (simd/dispatch.h).
 template <typename T>
 MEDISTILL_ALWAYS_INLINE void forward_samples_impl(SampleRange<T> r) { run_samples<false>(r); }
 template <typename T>

@@ -1,7 +1,7 @@
 // CPU kernel of dsa_sample: torch's CPU generator draws the uniforms, one loop maps them
 // (dsa::sample_row). Matches the eager sampler in medistill/ops/dsa_params.py bit for bit
 // (tests/test_dsa.py), so a seed gives the same params with or without the extension. The loop runs
-// an AVX2+FMA copy where the CPU has one (x86_dispatch.h): there fmaf and floorf are single
+// an AVX2+FMA copy where the CPU has one (simd/dispatch.h): there fmaf and floorf are single
 // instructions instead of libm calls, with the same correctly rounded results.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -13,7 +13,7 @@
 
 #include "../common/dsa_checks.h"
 #include "../common/dsa_math.h"
-#include "x86_dispatch.h"
+#include "simd/dispatch.h"
 
 namespace medistill {
 namespace {

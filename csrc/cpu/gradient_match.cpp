@@ -16,7 +16,7 @@
 
 #include "../common/gradient_match_math.h"
 #include "../common/matching_checks.h"
-#include "x86_dispatch.h"
+#include "simd/dispatch.h"
 
 namespace medistill {
 namespace {

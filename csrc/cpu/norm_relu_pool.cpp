@@ -17,7 +17,7 @@
 
 #include "../common/norm_relu_pool_checks.h"
 #include "../common/norm_relu_pool_math.h"
-#include "x86_dispatch.h"
+#include "simd/dispatch.h"
 
 namespace medistill {
 namespace {

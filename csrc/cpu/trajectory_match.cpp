@@ -15,7 +15,7 @@
 
 #include "../common/matching_checks.h"
 #include "../common/trajectory_match_math.h"
-#include "x86_dispatch.h"
+#include "simd/dispatch.h"
 
 namespace medistill {
 namespace {

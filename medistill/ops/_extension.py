@@ -14,17 +14,37 @@ _loaded = False
 _error: str | None = None
 
 
+_module: Any = None
+
+
 def _load() -> None:
-    global _loaded, _error
+    global _loaded, _error, _module
+    cfg = _build_config()
+    if cfg is not None and getattr(cfg, "EXTENSION_BUILT", True) is False:
+        # A pure-Python install (MEDISTILL_EXT=0): no kernels by choice. A stale medistill._C left
+        # from an earlier build in the same tree is not loaded.
+        _loaded = False
+        _error = (
+            f"medistill._C is not built ({cfg.EXTENSION_DECISION}): every op runs its pure-PyTorch "
+            "reference. To compile the kernels, reinstall without MEDISTILL_EXT=0: "
+            "`pip install --no-build-isolation --no-deps .` (needs a C++ compiler and torch)."
+        )
+        return
     try:
-        importlib.import_module("medistill._C")
+        _module = importlib.import_module("medistill._C")
         _loaded = True
     except Exception as exc:  # ImportError, or an undefined symbol from a torch mismatch
         _loaded = False
+        built = getattr(cfg, "TORCH_VERSION", None)
+        mismatch = (
+            f"The build's torch ({built}) differs from the runtime torch ({torch.__version__}): "
+            "an extension runs only with the torch it was compiled against. "
+            if built is not None and built != torch.__version__ else ""
+        )
         _error = (
             f"medistill._C could not be loaded ({type(exc).__name__}: {exc}). "
             f"Runtime: torch {torch.__version__}, CUDA {torch.version.cuda}; "
-            f"built against: {_build_config_summary()}. "
+            f"built against: {_build_config_summary()}. {mismatch}"
             "Rebuild with `pip install --no-build-isolation --no-deps -e .`; "
             "until then every op runs its pure-PyTorch reference."
         )
@@ -55,12 +75,23 @@ def has_cuda_kernels() -> bool:
 
 
 def build_info() -> dict:
-    """What was built, against which torch/CUDA, and why anything is missing."""
+    """What was built, against which torch/CUDA, and why anything is missing.
+
+    ``load_error`` says why the kernels are not loaded (not built: MEDISTILL_EXT=0; or a failed
+    load); ``cpu_simd``: the CPU code the loaded kernels run on this machine (x86 AVX2+FMA, or the
+    portable path, e.g. with MEDISTILL_SIMD=off), ``cpu_simd_build`` and ``openmp``: what setup.py
+    decided.
+    """
     cfg = _build_config()
     return {
         "ops_loaded": _loaded,
         "load_error": _error,
+        "extension_built": getattr(cfg, "EXTENSION_BUILT", None),
+        "extension_decision": getattr(cfg, "EXTENSION_DECISION", None),
         "cpu_kernels": _loaded,
+        "cpu_simd": getattr(_module, "CPU_SIMD", None),
+        "cpu_simd_build": getattr(cfg, "CPU_SIMD", None),
+        "openmp": getattr(cfg, "OPENMP", None),
         "cuda_kernels_compiled": has_cuda_kernels(),
         "cuda_decision": getattr(cfg, "CUDA_DECISION", None),
         "cuda_arch_list": getattr(cfg, "TORCH_CUDA_ARCH_LIST", None),

@@ -13,6 +13,11 @@
 // as grid_sample's zero padding), and it has slack for the 16-wide window loads.
 #pragma once
 
+#include "config.h"
+#if !MEDISTILL_X86_SIMD
+#error "banded_rows_avx2.h is x86 SIMD code: include it only when MEDISTILL_X86_SIMD (simd/config.h)"
+#endif
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -20,7 +25,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../common/dsa_math.h"
+#include "../../common/dsa_math.h"
 
 namespace medistill {
 namespace banded {

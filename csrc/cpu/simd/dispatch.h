@@ -3,19 +3,13 @@
 // loops are memory/FMA bound, so on CPUs with AVX2+FMA they run a second copy compiled for it:
 //   template <...> MEDISTILL_ALWAYS_INLINE void loop_impl(...);           // the loop, written once
 //   MEDISTILL_X86_DISPATCH(loop, loop_impl)                                 // loop(...) picks a copy
-// Elsewhere (other compilers or architectures) loop(...) is loop_impl(...).
+// Without the x86 SIMD code (other compilers or architectures, or MEDISTILL_SIMD=off: config.h)
+// loop(...) is loop_impl(...), the portable path.
 #pragma once
 
-#define MEDISTILL_ALWAYS_INLINE inline __attribute__((always_inline))
+#include "config.h"
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-
-namespace medistill {
-inline bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-}  // namespace medistill
+#if MEDISTILL_X86_SIMD
 
 #define MEDISTILL_X86_DISPATCH(name, impl)                                                    \
   template <typename scalar_t, typename... Args>                                               \

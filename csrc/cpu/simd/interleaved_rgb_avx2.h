@@ -9,6 +9,11 @@
 // is pixel j's top-left corner as a pixel index into the padded grid.
 #pragma once
 
+#include "config.h"
+#if !MEDISTILL_X86_SIMD
+#error "interleaved_rgb_avx2.h is x86 SIMD code: include it only when MEDISTILL_X86_SIMD (simd/config.h)"
+#endif
+
 #include <immintrin.h>
 
 #include <cstdint>

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Packaging check (CI): build the sdist with `python -m build`, install it into a fresh virtualenv
+# with the pinned torch of requirements.txt, then import it and smoke-test every op against its
+# pure-PyTorch reference (scripts/smoke_ops.py) and import every module of the package with only
+# the declared dependencies installed.
+#
+#   bash scripts/check_sdist_install.sh          # sdist only (what CI runs)
+#   WHEEL=1 bash scripts/check_sdist_install.sh  # also build a wheel from the sdist (compiles once more)
+#
+# The install compiles CPU kernels only (MEDISTILL_CUDA=0): the CUDA build already runs in the main
+# build, and a second one would cost CI ~9 minutes. PYTHON (default .venv/bin/python) runs `build`;
+# the fresh venv uses the same base interpreter. Everything happens in a temporary folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+PY=${PYTHON:-$REPO/.venv/bin/python}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/medistill-sdist.XXXXXX")
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
+t0=$SECONDS
+
+# 1. The sdist (and a wheel, WHEEL=1), built from a copy of the tree: a build writes into its tree.
+mkdir "$WORK/src"
+git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
+  | tar -c --null -T - -f - | tar -x -C "$WORK/src"
+"$PY" -c "import build" 2>/dev/null || "$PY" -m pip install -q build
+formats=(--sdist)
+[ "${WHEEL:-0}" = 1 ] && formats+=(--wheel)
+(cd "$WORK/src" && MEDISTILL_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} "$PY" -m build "${formats[@]}" --no-isolation --outdir "$WORK/dist" \
+  >"$WORK/build.log" 2>&1) || { tail -50 "$WORK/build.log"; exit 1; }
+SDIST=$(ls "$WORK"/dist/medistill-*.tar.gz)
+ls -l "$WORK"/dist
+# Every C++/CUDA source and header of the tree is in the sdist.
+missing=$(comm -23 <(cd "$WORK/src" && find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | sort) \
+                   <(tar -tzf "$SDIST" | cut -d/ -f2- | sort))
+[ -z "$missing" ] || { echo "[sdist] FAIL: not in the sdist: $missing" >&2; exit 1; }
+tar -tzf "$SDIST" | grep -q '/LICENSE$' || { echo "[sdist] FAIL: no LICENSE in the sdist" >&2; exit 1; }
+echo "[sdist] $(basename "$SDIST"): $(tar -tzf "$SDIST" | grep -c '^[^/]*/csrc/.*\.\(h\|cuh\)$') headers, LICENSE; built in $((SECONDS - t0)) s"
+
+# 2. A fresh virtualenv: the pinned torch (from the local wheel store), the build tools, then the sdist
+#    with its declared dependencies (constrained to requirements.txt's pins, so torch stays the one
+#    the extension is compiled against).
+t1=$SECONDS
+BASE=$("$PY" -c "import sys; print(getattr(sys, '_base_executable', sys.executable))")
+"$BASE" -m venv "$WORK/venv"
+V="$WORK/venv/bin/python"
+"$V" -m pip install -q --upgrade pip
+"$V" -m pip install -q $(grep -E '^(torch|setuptools|wheel|ninja)([=<> ]|$)' requirements.txt)
+echo "[sdist] fresh venv with $("$V" -c 'import torch; print("torch", torch.__version__)') in $((SECONDS - t1)) s"
+t1=$SECONDS
+MEDISTILL_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} "$V" -m pip install --no-build-isolation -c requirements.txt -v "$SDIST" \
+  >"$WORK/install.log" 2>&1 || { tail -50 "$WORK/install.log"; exit 1; }
+grep '\[medistill build\]' "$WORK/install.log" | sed 's/^ *//'
+echo "[sdist] installed (compiled, MEDISTILL_CUDA=0) in $((SECONDS - t1)) s"
+
+# 3. From outside the source tree: the installed package, its kernels against the references.
+cd "$WORK"
+"$V" "$REPO/scripts/smoke_ops.py" --require-kernels
+"$V" - <<'PY'
+import importlib, pkgutil, medistill
+names = [m.name for m in pkgutil.walk_packages(medistill.__path__, "medistill.") if m.name != "medistill.__main__"]
+for name in names:
+    importlib.import_module(name)  # fails on an import of an undeclared dependency
+assert "site-packages" in medistill.__file__, medistill.__file__
+print(f"[sdist] imported all {len(names)} modules of the installed package with its declared dependencies")
+PY
+"$WORK/venv/bin/medistill" info | sed -n '1,6p'
+echo "[sdist] done in $((SECONDS - t0)) s"
