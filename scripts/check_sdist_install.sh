@@ -5,7 +5,9 @@
 # the declared dependencies installed.
 #
 #   bash scripts/check_sdist_install.sh          # sdist only (what CI runs)
-#   WHEEL=1 bash scripts/check_sdist_install.sh  # also build a wheel from the sdist (compiles once more)
+#   WHEEL=1 bash scripts/check_sdist_install.sh  # also build a wheel (compiles once more)
+#   VENV=/tmp/venv bash scripts/check_sdist_install.sh  # install into this existing venv (with torch)
+#                                                       # instead of creating a fresh one (local runs)
 #
 # The install compiles CPU kernels only (MEDISTILL_CUDA=0): the CUDA build already runs in the main
 # build, and a second one would cost CI ~9 minutes. PYTHON (default .venv/bin/python) runs `build`;
@@ -30,22 +32,29 @@ formats=(--sdist)
 SDIST=$(ls "$WORK"/dist/medistill-*.tar.gz)
 ls -l "$WORK"/dist
 # Every C++/CUDA source and header of the tree is in the sdist.
+tar -tzf "$SDIST" | cut -d/ -f2- | sort >"$WORK/members.txt"
 missing=$(comm -23 <(cd "$WORK/src" && find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | sort) \
-                   <(tar -tzf "$SDIST" | cut -d/ -f2- | sort))
+                   "$WORK/members.txt")
 [ -z "$missing" ] || { echo "[sdist] FAIL: not in the sdist: $missing" >&2; exit 1; }
-tar -tzf "$SDIST" | grep -q '/LICENSE$' || { echo "[sdist] FAIL: no LICENSE in the sdist" >&2; exit 1; }
-echo "[sdist] $(basename "$SDIST"): $(tar -tzf "$SDIST" | grep -c '^[^/]*/csrc/.*\.\(h\|cuh\)$') headers, LICENSE; built in $((SECONDS - t0)) s"
+grep -qx 'LICENSE' "$WORK/members.txt" || { echo "[sdist] FAIL: no LICENSE in the sdist" >&2; exit 1; }
+echo "[sdist] $(basename "$SDIST"): $(grep -c '^csrc/.*\.\(h\|cuh\)$' "$WORK/members.txt") headers, LICENSE; built in $((SECONDS - t0)) s"
 
 # 2. A fresh virtualenv: the pinned torch (from the local wheel store), the build tools, then the sdist
 #    with its declared dependencies (constrained to requirements.txt's pins, so torch stays the one
 #    the extension is compiled against).
 t1=$SECONDS
-BASE=$("$PY" -c "import sys; print(getattr(sys, '_base_executable', sys.executable))")
-"$BASE" -m venv "$WORK/venv"
-V="$WORK/venv/bin/python"
-"$V" -m pip install -q --upgrade pip
+if [ -n "${VENV:-}" ]; then
+  V="$VENV/bin/python"
+  "$V" -m pip uninstall -q -y medistill 2>/dev/null || true
+else
+  VENV="$WORK/venv"
+  BASE=$("$PY" -c "import sys; print(getattr(sys, '_base_executable', sys.executable))")
+  "$BASE" -m venv "$VENV"
+  V="$VENV/bin/python"
+  "$V" -m pip install -q --upgrade pip
+fi
 "$V" -m pip install -q $(grep -E '^(torch|setuptools|wheel|ninja)([=<> ]|$)' requirements.txt)
-echo "[sdist] fresh venv with $("$V" -c 'import torch; print("torch", torch.__version__)') in $((SECONDS - t1)) s"
+echo "[sdist] venv $VENV with $("$V" -c 'import torch; print("torch", torch.__version__)') in $((SECONDS - t1)) s"
 t1=$SECONDS
 MEDISTILL_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} "$V" -m pip install --no-build-isolation -c requirements.txt -v "$SDIST" \
   >"$WORK/install.log" 2>&1 || { tail -50 "$WORK/install.log"; exit 1; }
@@ -63,5 +72,5 @@ for name in names:
 assert "site-packages" in medistill.__file__, medistill.__file__
 print(f"[sdist] imported all {len(names)} modules of the installed package with its declared dependencies")
 PY
-"$WORK/venv/bin/medistill" info | sed -n '1,6p'
+"$VENV/bin/medistill" info | sed -n '1,6p'
 echo "[sdist] done in $((SECONDS - t0)) s"

@@ -70,7 +70,7 @@ def test_no_extension_install_says_why():
     """MEDISTILL_EXT=0 (setup.py records EXTENSION_BUILT = False): references only, and `medistill info` says why."""
     out = _run(NO_EXTENSION)
     assert out.returncode == 0, out.stderr
-    assert "NOT loaded" in out.stdout and "MEDISTILL_EXT=0" in out.stdout, out.stdout
+    assert "MEDISTILL_EXT=0" in out.stdout, out.stdout  # `medistill info` prints build_info()'s reason
 
 
 MISMATCH = FAKE_BUILD_CONFIG.format(fields=repr(dict(
