@@ -24,7 +24,8 @@ t0=$SECONDS
 mkdir "$WORK/src"
 git ls-files -z -co --exclude-standard | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
   | tar -c --null -T - -f - | tar -x -C "$WORK/src"
-"$PY" -c "import build" 2>/dev/null || "$PY" -m pip install -q build
+# (not `import build`: run from the repo root, the build/ folder of an in-place build imports as a namespace package)
+"$PY" -m pip show build >/dev/null 2>&1 || "$PY" -m pip install -q build
 formats=(--sdist)
 [ "${WHEEL:-0}" = 1 ] && formats+=(--wheel)
 (cd "$WORK/src" && MEDISTILL_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} "$PY" -m build "${formats[@]}" --no-isolation --outdir "$WORK/dist" \
