@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -214,17 +215,69 @@ def cmd_evaluate(args) -> int:
 
 
 def _method_config(args):
+    """The method's config from --method/--ipc/--preset/--iterations/--set/--experts/--seed, every setting
+    checked (known keys, types, counts ≥ 1, finite learning rates) before any data is read or file written."""
     from .methods import CONFIGS, make_config, parse_override
+    from .methods.config import check_learning_rates
 
     if args.method not in CONFIGS:
         raise ValueError(f"unknown method {args.method!r}; choose one of {', '.join(CONFIGS)}")
-    overrides = dict(parse_override(text, CONFIGS[args.method]) for text in args.set)
+    overrides = dict(parse_override(text, CONFIGS[args.method], args.method) for text in args.set)
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
     if args.experts is not None:
         overrides["expert_dir"] = args.experts
     overrides["seed"] = args.seed
-    return make_config(args.method, args.ipc, args.preset, **overrides)
+    config = make_config(args.method, args.ipc, args.preset, **overrides)
+    check_learning_rates(config)
+    return config
+
+
+def _check_device(value: str) -> None:
+    """ValueError (one line: what was asked, what this machine has) unless ``value`` names a usable device."""
+    if torch.cuda.is_available():
+        names = ", ".join(f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count()))
+        here = f"this machine has cpu and {names}"
+    elif torch.version.cuda is None:
+        here = "this machine has cpu only (this torch build has no CUDA support)"
+    else:
+        here = f"this machine has cpu only (torch built with CUDA {torch.version.cuda} finds no NVIDIA GPU or driver)"
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {value!r} is not a device: use cpu, cuda or cuda:N; {here}") from None
+    if device.type == "cpu":
+        return
+    if device.type != "cuda":
+        raise ValueError(f"--device {value}: medistill runs on cpu or cuda, not {device.type}; {here}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {value}: no CUDA device is usable; {here}: use --device cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {value}: no such GPU; {here}")
+
+
+# Counts the commands take, checked before any work: flag → (destination, smallest value).
+_COUNT_FLAGS = {"--models": ("models", 1), "--epochs": ("epochs", 1), "--subsets": ("subsets", 1),
+                "--ipc": ("ipc", 1), "--threads": ("threads", 1), "--eval-models": ("eval_models", 0),
+                "--eval-epochs": ("eval_epochs", 1), "--random-subsets": ("random_subsets", 1),
+                "--stop-after": ("stop_after", 1), "--iterations": ("iterations", 1),
+                "--num-experts": ("num_experts", 1), "--size": ("size", 1)}
+_COUNTED_COMMANDS = ("baseline", "evaluate", "distill", "experts")
+
+
+def _check_counts(args) -> None:
+    """ValueError naming the flag when a count of baseline/evaluate/distill/experts is too small (e.g. --models 0)."""
+    if args.command not in _COUNTED_COMMANDS:
+        return
+    for flag, (dest, least) in _COUNT_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None and value < least:
+            skip = " (0: do not evaluate)" if dest == "eval_models" else ""
+            raise ValueError(f"{flag} {value}: must be at least {least}{skip}")
+    for flag, dest in (("--lr", "lr"), ("--dist-timeout", "dist_timeout")):
+        value = getattr(args, dest, None)
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise ValueError(f"{flag} {value}: must be a finite number above 0")
 
 
 def _add_dist_args(p: argparse.ArgumentParser) -> None:
@@ -236,8 +289,15 @@ def _add_dist_args(p: argparse.ArgumentParser) -> None:
 def cmd_distill(args) -> int:
     from .distributed import shutdown, start_from_environment
 
+    if args.resume and args.resume_or_start:
+        raise ValueError("--resume and --resume-or-start: pass one (--resume needs a run to continue, "
+                         "--resume-or-start starts one when --out holds none)")
+    if args.force and (args.resume or args.resume_or_start):
+        raise ValueError("--force contradicts --resume: --force deletes the run in --out and starts over, "
+                         "--resume continues it; pass one")
+    config = _method_config(args)  # every setting checked before the data is read or any file written
+    _distill_eval_config(args)
     dataset = _load(args)
-    config = _method_config(args)
     dist = start_from_environment(args.dist_timeout, args.device, num_classes=dataset.num_classes)
     try:
         return _distill(args, dataset, config, dist)
@@ -245,24 +305,30 @@ def cmd_distill(args) -> int:
         shutdown(dist)
 
 
-def _distill(args, dataset, config, dist) -> int:
+def _distill_eval_config(args):
+    """The evaluation at the end of a distillation (None with --eval-models 0: not evaluated)."""
     from .evaluate import EvalConfig
+
+    if args.eval_models == 0:
+        return None
+    quick = args.preset == "quick"
+    return EvalConfig(model=args.eval_model, num_models=args.eval_models,
+                      epochs=args.eval_epochs if args.eval_epochs is not None else (300 if quick else None),
+                      seed=args.seed, device=args.device)
+
+
+def _distill(args, dataset, config, dist) -> int:
     from .methods import distill
 
     out = Path(args.out or Path(DEFAULT_RUNS) / f"{dataset.name}-{args.method}-ipc{args.ipc}-{args.preset}-s{args.seed}")
-    quick = args.preset == "quick"
-    eval_config = None
-    if args.eval_models > 0:
-        eval_config = EvalConfig(model=args.eval_model, num_models=args.eval_models,
-                                 epochs=args.eval_epochs if args.eval_epochs is not None else (300 if quick else None),
-                                 seed=args.seed, device=args.device)
+    eval_config = _distill_eval_config(args)
     if dist.is_main:
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.is_distributed else ""
         print(f"distilling {dataset.name} ({len(dataset.train_labels)} train images, {dataset.num_classes} classes) "
               f"with {args.method.upper()} at IPC {args.ipc}, preset {args.preset}{ranks} → {out}")
-    result = distill(dataset, args.method, config, out, resume=args.resume, force=args.force,
+    result = distill(dataset, args.method, config, out, resume=args.resume or args.resume_or_start, force=args.force,
                      device=dist.device, eval_config=eval_config, stop_after=args.stop_after, dist=dist,
-                     random_subsets=args.random_subsets)
+                     random_subsets=args.random_subsets, require_existing=args.resume)
     print(result.summary, end="")
     return 0
 
@@ -348,7 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any method setting")
     p.add_argument("--experts", default=None, help="MTT: expert bank folder (from `medistill experts`)")
     p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<method>-ipc<K>-<preset>-s<seed>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (an error when --out holds no run)")
+    p.add_argument("--resume-or-start", action="store_true",
+                   help="continue the run in --out if there is one, else start it")
     p.add_argument("--force", action="store_true", help="start over even if --out holds a run")
     p.add_argument("--eval-models", type=int, default=3, help="networks trained to score the set (0: skip)")
     p.add_argument("--eval-epochs", type=int, default=None, help="epochs per evaluation network (quick: 300)")
@@ -383,8 +452,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_notice(command: str):
+    """warnings.showwarning that prints the library's notices (a stale run-folder lock taken over) as one line."""
+    from .run_lock import StaleLockNotice
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StaleLockNotice):
+            print(f"medistill {command}: notice: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .data.errors import DataError
+    from .run_lock import StaleLockNotice
+
+    try:  # flags checked before any work: the device asked for, counts
+        if getattr(args, "device", None) is not None:
+            _check_device(str(args.device))
+        _check_counts(args)
+    except ValueError as exc:
+        print(f"medistill {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     if str(getattr(args, "device", "cpu")).startswith("cpu"):
@@ -393,11 +487,15 @@ def main(argv=None) -> int:
         keep_freed_memory()  # large activations are not page-faulted in again every pass
     else:
         torch.backends.cudnn.benchmark = True  # a run's network shapes are fixed: pick each conv's fastest algorithm once
-    from .data.errors import DataError
-
     try:
-        return args.func(args)
-    except (DataError, ValueError) as exc:  # RunFolderError is a ValueError
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", StaleLockNotice)
+            warnings.showwarning = _show_notice(args.command)
+            return args.func(args)
+    except (DataError, ValueError) as exc:  # RunFolderError, FolderInUse, DivergenceError: ValueErrors
+        print(f"medistill {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that cannot be made, read or written (permissions, a full disk, …)
         print(f"medistill {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,8 @@ Distributed (``dist`` with W ranks, e.g. ``torchrun --nproc-per-node W -m medist
 rank r trains experts r, r+W, … into the same folder. Expert i is seeded from (seed, i) alone, so the
 bank equals the one-process bank file for file. Rank 0 alone checks and writes the manifest (once,
 atomically) before any rank trains; each expert file is written atomically by the one rank that owns
-it, so no file is written twice.
+it, so no file is written twice. The bank has one writer job: rank 0 holds its lock
+(:class:`~medistill.run_lock.RunLock`) from before the manifest is checked until every rank has finished.
 
 ZCA (``zca=True``, the MedMNIST study's MTT preprocessing): the experts train on ZCA-whitened images
 (:mod:`medistill.data.zca`, fitted on the training split, eps 0.1); the bank keeps the transform in
@@ -29,6 +30,7 @@ continues) a bank the old way.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,7 +42,8 @@ from ..atomic_io import atomic_torch_save
 from ..atomic_io import atomic_write_text
 from ..data import ImageDataset
 from ..data.zca import DEFAULT_EPS, ZCA, fit_zca, whiten_dataset
-from ..distributed import DistContext, check_same_config, expert_shard, main_then_share
+from ..distributed import DistContext, barrier, check_same_config, expert_shard, main_then_share
+from ..run_lock import RunLock, StaleLockNotice
 from ..models import build_model
 from .augmentation import DSAPair
 from .config import DSA_STRATEGY
@@ -185,15 +188,27 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
         if zca is not None and not (folder / ZCA_FILE).exists():
             zca.save(folder / ZCA_FILE)
 
-    main_then_share(dist, prepare, "checking the expert bank's manifest on rank 0")
-    if zca is not None:
-        dataset = whiten_dataset(dataset, zca)
-    for i in expert_shard(config.num_experts, dist.rank, dist.world_size):
-        path = expert_path(folder, i)
-        if not path.exists():
-            atomic_torch_save(train_expert(dataset, config, i, device), path)
-        if on_expert is not None:
-            on_expert(i)
+    lock = RunLock(folder, "expert bank")
+
+    def locked_prepare() -> None:
+        notice = lock.acquire()  # one job writes a bank at a time; held until every rank has its experts
+        if notice:
+            warnings.warn(notice, StaleLockNotice, stacklevel=3)
+        prepare()
+
+    try:
+        main_then_share(dist, locked_prepare, "checking the expert bank's manifest on rank 0")
+        if zca is not None:
+            dataset = whiten_dataset(dataset, zca)
+        for i in expert_shard(config.num_experts, dist.rank, dist.world_size):
+            path = expert_path(folder, i)
+            if not path.exists():
+                atomic_torch_save(train_expert(dataset, config, i, device), path)
+            if on_expert is not None:
+                on_expert(i)
+        barrier(dist, "waiting for every rank's experts before releasing the bank")
+    finally:
+        lock.release()
     return folder
 
 

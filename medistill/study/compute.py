@@ -36,6 +36,7 @@ from ..methods import ExpertConfig, build_experts, distill, make_config
 from ..methods.experts import _manifest, expert_path
 from ..methods.checkpoint import RESUME_NEUTRAL, config_mismatch, load_json
 from ..methods.runner import run_config_of
+from ..run_lock import RunLock
 from ..selection import check_ipc, random_baseline, select
 from ..selection.random_scores import subset_seed
 from .cells import BASELINES, DISTILL_METHODS, Budget, Cell
@@ -106,7 +107,8 @@ class CellComputer:
         if cell.method in DISTILL_METHODS:
             row = self._distilled(cell)
         elif cell.method in BASELINES:
-            row = self._baseline(cell)
+            with RunLock(self.runs_dir / cell.id, "study cell"):  # one writer per cell folder (distill locks its own)
+                row = self._baseline(cell)
         else:
             raise ValueError(f"unknown method or baseline {cell.method!r}")
         row.setdefault("wall_seconds", round(time.time() - started, 1))
