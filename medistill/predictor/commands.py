@@ -1,106 +1,146 @@
-"""CLI of the predictor: ``medistill predict`` and ``medistill report``."""
+"""CLI of the predictor: ``medistill predict`` and ``medistill report`` (parsing and printing only).
+
+The predictor imports nothing from :mod:`medistill.study`: what these commands need from it — reading
+a study table, loading a task name, a task's source — is handed in as :class:`StudyAccess` by the
+study's command layer, which registers them (imports go one way, study → predictor).
+"""
 from __future__ import annotations
 
 import json
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 DEFAULT_TABLE = "results/study/study.csv"
+DEFAULT_CACHE = "runs/study/.random_baselines"
 
 
-def add_commands(sub) -> None:
+@dataclass(frozen=True)
+class StudyAccess:
+    read_table: Callable  # path → rows
+    load_dataset: Callable  # (name, root, size, verify_md5) → ImageDataset (MedMNIST name, task name or folder)
+    source_of: Callable  # name → source key
+
+
+def add_commands(sub, study: StudyAccess) -> None:
     import torch
 
-    p = sub.add_parser("predict", help="predict each method's distilled score on a dataset from random real subsets")
-    p.add_argument("--dataset", required=True, help="MedMNIST name, 'simulation' or an image folder")
-    p.add_argument("--ipc", type=int, default=None, help="images per class (default: the IPC with most points in the table)")
+    from .fit import DEFAULT_METRIC, METRICS
+
+    p = sub.add_parser("predict", help="predict each method's score on a dataset from its random-subset indicator")
+    p.add_argument("--dataset", required=True,
+                   help="MedMNIST name, task name (retinamnist:0v4, brain:glioma_v_notumor; results/study/README.md) or an "
+                        "image folder path")
+    p.add_argument("--ipc", type=int, required=True, help="images per class (the table must have fits at this IPC)")
     p.add_argument("--method", default=None, help="one method (default: every method in the table)")
-    p.add_argument("--metric", default="accuracy", choices=["accuracy", "balanced_accuracy", "auc"])
+    p.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS))
     p.add_argument("--table", default=DEFAULT_TABLE, help=f"study table to fit on (default {DEFAULT_TABLE})")
-    p.add_argument("--subsets", type=int, default=3, help="random real subsets trained (R ≥ 3)")
-    p.add_argument("--models", type=int, default=1, help="networks per subset")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per network (default: the epochs of the table's random-subset scores, so they compare)")
-    p.add_argument("--json", default=None, help="also write the result as JSON here")
+    p.add_argument("--preset", default=None, help="the table's budget preset to fit on (default: its most common)")
+    p.add_argument("--subsets", type=int, default=None,
+                   help="random subsets R (default: the table's, 5 with the study preset; fewer than 5 is noted)")
+    p.add_argument("--models", type=int, default=None, help="networks per subset (default: the table's)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per network (default: the table's)")
+    p.add_argument("--cache", default=DEFAULT_CACHE, help=f"random-subset cache folder (default {DEFAULT_CACHE})")
+    p.add_argument("--json", default=None, help="also write everything as JSON to this path")
     p.add_argument("--data-root", default=None)
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--allow-md5-mismatch", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, study=study)
 
-    p = sub.add_parser("report", help="Markdown report + scatter plot of a study table (correlations, LODO, validity)")
+    p = sub.add_parser("report", help="study report: fits, leave-one-source-out, validity, scatter and calibration plots")
     p.add_argument("--table", default=DEFAULT_TABLE)
-    p.add_argument("--out", required=True, help="folder for report.md and scatter.png")
-    p.set_defaults(func=cmd_report)
+    p.add_argument("--out", required=True, help="folder for report.md, scatter.png and calibration.png")
+    p.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS), help="the primary metric")
+    p.add_argument("--preset", default=None, help="the budget preset to report (default: the table's most common)")
+    p.set_defaults(func=cmd_report, study=study)
 
 
-def _table_rows(path: str) -> list[dict]:
-    from ..study.table import read_table
-
+def _table_rows(path: str, read_table) -> list[dict]:
     if not Path(path).exists():
-        raise ValueError(f"no study table at {path}. Produce one with `medistill study --out {Path(path).parent}` "
-                         "(e.g. --datasets breastmnist,retinamnist,simulation --ipcs 1 --preset quick), or pass "
-                         "--table PATH")
+        raise ValueError(f"no study table at {path}. Produce one with `medistill study --preset study` "
+                         "(results/study/README.md), or pass --table PATH")
     rows = read_table(path)
     if not rows:
         raise ValueError(f"the study table {path} has no finished cells yet")
     return rows
 
 
+def _protocol(rows: list[dict], preset: str, args) -> tuple[int, int, int | None]:
+    """(subsets, networks, epochs) of the table's indicator for ``preset``, overridden by the flags."""
+    mine = [r for r in rows if str(r.get("preset")) == str(preset) and r.get("random_accuracy_mean") is not None]
+    subsets = Counter(r.get("random_subsets") or 5 for r in mine).most_common(1)[0][0] if mine else 5
+    plain = [r for r in mine if r["method"] in ("random", "herding", "kcenter")] or mine
+    models = Counter(r.get("eval_models") for r in plain).most_common(1)[0][0] if plain else 2
+    epochs = Counter(r.get("eval_epochs") for r in plain).most_common(1)[0][0] if plain else None
+    return (args.subsets or subsets, args.models or models, args.epochs or epochs)
+
+
+def _interval(iv, signed: bool = False) -> str:
+    if iv is None:
+        return "no interval"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"[{f.format(iv[0])}, {f.format(iv[1])}]"
+
+
 def cmd_predict(args) -> int:
-    from ..data import load_dataset
-    from ..evaluate import EvalConfig
-    from .indicator import random_subset_indicator
-    from .predict import predict_all, table_methods
+    from ..selection import check_ipc
+    from .fit import MIN_SUBSETS, fit_table, ordered_methods, resolve_preset
+    from .indicator import measure_indicator
+    from .predict import predict_all, recommend
 
-    rows = _table_rows(args.table)
-    if args.subsets < 3:
-        raise ValueError(f"--subsets must be ≥ 3 (an indicator from fewer random subsets is too noisy), got {args.subsets}")
-    available = table_methods(rows)
-    if args.method is not None and args.method not in available:
-        raise ValueError(f"method {args.method!r} has no rows in {args.table}; methods there: {', '.join(available)}")
-    methods = [args.method] if args.method else available
-    ipcs = Counter(r["ipc"] for r in rows if r["method"] in methods and r["ipc"] is not None)
-    ipc = args.ipc if args.ipc is not None else ipcs.most_common(1)[0][0]
-    dataset = load_dataset(args.dataset, size=args.size, root=args.data_root,
-                           **({} if Path(args.dataset).is_dir() else {"verify_md5": not args.allow_md5_mismatch}))
-    # Measure the indicator the way each method's table rows measured theirs (with or without DSA, same epochs).
-    protocol = {}
-    for method in methods:
-        own = [r for r in rows if r["method"] == method and r.get("random_accuracy_mean") is not None]
-        at_ipc = [r for r in own if r["ipc"] == ipc] or own
-        dsa = Counter(bool(r.get("eval_augment")) for r in at_ipc).most_common(1)[0][0]
-        epochs = args.epochs or Counter(r["eval_epochs"] for r in at_ipc).most_common(1)[0][0]
-        protocol[method] = (dsa, epochs)
-    measured = {}
-    for dsa, epochs in sorted(set(protocol.values())):
-        config = EvalConfig(num_models=args.models, epochs=epochs, device=args.device)
-        measured[(dsa, epochs)] = random_subset_indicator(dataset, ipc, args.subsets, config, dsa=dsa)
-    indicators = {m: measured[protocol[m]][args.metric]["mean"] for m in methods}
-    predictions = predict_all(rows, methods, args.metric, ipc, indicators, dataset=dataset.name)
-
-    print(f"{dataset.name} · IPC {ipc} · {args.metric} · {args.subsets} random subsets × {args.models} network(s) · "
-          f"fitted on {args.table} ({len(rows)} cells)")
-    for (dsa, epochs), values in sorted(measured.items()):
-        v = values[args.metric]
-        print(f"  indicator ({epochs} epochs{', DSA' if dsa else ''}): {v['mean']:.3f} ± {v['std']:.3f} "
-              f"(subsets: {', '.join(f'{x:.3f}' for x in v['values'])})")
+    rows = _table_rows(args.table, args.study.read_table)
+    preset = resolve_preset(rows, args.preset)
+    if preset is None:
+        raise ValueError(f"{args.table} has no method rows to fit (only random/full cells)")
+    fits = fit_table(rows, args.metric, preset)
+    methods = ordered_methods({f.method for f in fits})
+    if args.method is not None and args.method not in methods:
+        raise ValueError(f"method {args.method!r} has no rows in {args.table}; methods there: {', '.join(methods)}")
+    subsets, models, epochs = _protocol(rows, preset, args)
+    if subsets < 2:
+        raise ValueError(f"--subsets must be ≥ 2 (the indicator needs a spread over subsets), got {subsets}")
+    dataset = args.study.load_dataset(args.dataset, args.data_root, args.size, not args.allow_md5_mismatch)
+    for notice in dataset.notices:
+        print(f"{dataset.name}: {notice}")
+    check_ipc(dataset, args.ipc)
+    source = args.study.source_of(args.dataset)
+    print(f"{dataset.name} (source {source}) · IPC {args.ipc} · {args.metric} · indicator: {subsets} random subsets × "
+          f"{models} network(s) × {epochs} epochs · fits: {args.table}, preset {preset}")
+    measured = measure_indicator(dataset, args.ipc, subsets, models, epochs, device=args.device,
+                                 cache_dir=args.cache or None)
+    ind = measured[args.metric]
+    if subsets < MIN_SUBSETS:
+        print(f"  note: an indicator from {subsets} random subsets is noisier than the {MIN_SUBSETS} a fit needs "
+              "to be validated")
+    predictions = predict_all(fits, args.ipc, ind["mean"], ind["std"], source,
+                              methods=[args.method] if args.method else None, metric=args.metric)
+    advice = recommend(predictions, args.ipc)
+    print(f"  indicator {ind['mean']:.3f} ± {ind['std']:.3f} (spread over subsets: "
+          f"{', '.join(f'{v:.3f}' for v in ind['values'])})")
+    level = predictions[0].level if predictions else 0.9
+    print(f"  {'method':8s} {'predicted':>9s} {level:.0%} interval     gain over random, {level:.0%} interval   fit")
     for p in predictions:
         if p.predicted is None:
             print(f"  {p.method:8s} no prediction: {p.note}")
             continue
-        interval = "no interval" if p.interval is None else f"95% PI [{p.interval[0]:.3f}, {p.interval[1]:.3f}]"
-        lodo = "" if p.lodo_mae is None else f", LODO MAE {p.lodo_mae:.3f}"
         status = "validated" if p.validated else "NOT VALIDATED"
-        print(f"  {p.method:8s} predicted {p.predicted:.3f}  {interval}  ({status}; {p.points} points from "
-              f"{p.datasets} dataset(s){lodo})" + (f"\n           {p.note}" if p.note else ""))
+        print(f"  {p.method:8s} {p.predicted:9.3f} {_interval(p.interval):17s} {p.gain:+.3f} "
+              f"{_interval(p.gain_interval, True):20s} {p.tasks} task(s), {len(p.sources)} source(s), {status}")
+        if p.note:
+            print(f"  {'':8s} {p.note}")
+    print(f"recommendation: {advice.line}")
+    print(f"  the advice rests on {advice.basis}")
     if args.json:
-        payload = {"dataset": dataset.name, "ipc": ipc, "metric": args.metric, "table": args.table,
-                   "subsets": args.subsets, "models": args.models, "command": " ".join(sys.argv),
-                   "indicator": [{"dsa": dsa, "epochs": epochs, **values} for (dsa, epochs), values in measured.items()],
-                   "predictions": [p.to_dict() for p in predictions]}
+        payload = {"dataset": dataset.name, "source": source, "ipc": args.ipc, "metric": args.metric,
+                   "table": args.table, "preset": preset, "command": " ".join(sys.argv),
+                   "indicator": {"subsets": subsets, "models": models, "epochs": epochs, **ind,
+                                 "all_metrics": measured},
+                   "predictions": [p.to_dict() for p in predictions], "recommendation": advice.to_dict(),
+                   "fits": [f.to_dict() for f in fits if f.ipc == args.ipc]}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
@@ -110,7 +150,8 @@ def cmd_predict(args) -> int:
 def cmd_report(args) -> int:
     from .report import write_report
 
-    rows = _table_rows(args.table)
-    md, png = write_report(rows, args.out, args.table, command="medistill report " + " ".join(sys.argv[2:]))
-    print(f"wrote {md} and {png} ({len(rows)} cells)")
+    rows = _table_rows(args.table, args.study.read_table)
+    paths = write_report(rows, args.out, args.table, metric=args.metric, preset=args.preset,
+                         command="medistill report " + " ".join(sys.argv[2:]))
+    print(f"wrote {', '.join(str(p) for p in paths.values())} ({len(rows)} cells)")
     return 0

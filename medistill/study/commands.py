@@ -1,4 +1,5 @@
-"""CLI of the study (``medistill study``), and the hook that adds ``predict`` and ``report``."""
+"""CLI of the study (``medistill study``), and the hook that adds the predictor's ``predict`` and ``report``
+(handing them what they need from the study, so that the predictor never imports it)."""
 from __future__ import annotations
 
 import argparse
@@ -17,20 +18,42 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
 
 
+def _seeds(text: str):
+    """'0,1,2' (every method) or 'dm,dc=0,1,2;*=0' (per method; '*' the others)."""
+    if "=" not in text:
+        return _ints(text)
+    out = {}
+    for part in (p for p in text.split(";") if p.strip()):
+        if "=" not in part:
+            raise argparse.ArgumentTypeError(f"expected METHODS=SEEDS parts separated by ';', got {part!r}")
+        methods, seeds = part.split("=", 1)
+        for m in _list(methods):
+            out[m] = _ints(seeds)
+    return out
+
+
 def add_commands(sub) -> None:
     """Add ``study``, ``predict`` and ``report`` to the ``medistill`` subcommands."""
     import torch
 
-    from .cells import BASELINES, DISTILL_METHODS
+    from .cells import BASELINES, DISTILL_METHODS, STUDY_METHODS
 
     p = sub.add_parser("study", help="grid of distillations and baselines into one results table (resumable, shardable)")
-    p.add_argument("--datasets", type=_list, default=["breastmnist", "retinamnist", "simulation"],
-                   help="comma-separated dataset names ('simulation': the combined dataset)")
-    p.add_argument("--methods", type=_list, default=list(DISTILL_METHODS + BASELINES),
-                   help=f"comma-separated methods and baselines, run in this order (default {','.join(DISTILL_METHODS + BASELINES)})")
-    p.add_argument("--ipcs", type=_ints, default=[1], help="comma-separated images per class (default 1)")
-    p.add_argument("--seeds", type=_ints, default=[0], help="comma-separated seeds (default 0)")
-    p.add_argument("--preset", default="quick", help="quick (minutes per cell on a CPU) or paper")
+    p.add_argument("--datasets", type=_list, default=None,
+                   help="comma-separated dataset or task names (retinamnist:0v4, brain:glioma_v_notumor, "
+                        "simulation:breastmnist_v_retinamnist_v_brain; results/study/README.md) or image folders (default: "
+                        "preset study: its 13 tasks; else breastmnist,retinamnist,simulation)")
+    p.add_argument("--methods", type=_list, default=None,
+                   help="comma-separated methods and baselines, run in this order (default: preset study: "
+                        f"{','.join(STUDY_METHODS)}; else {','.join(DISTILL_METHODS + BASELINES)})")
+    p.add_argument("--ipcs", type=_ints, default=None, help="comma-separated images per class (default: study 1,10; else 1)")
+    p.add_argument("--seeds", type=_seeds, default=None,
+                   help="comma-separated seeds for every method, or per method as 'dm,dc=0,1,2;*=0' (default: "
+                        "study: dm,dc=0,1,2;*=0; else 0)")
+    p.add_argument("--preset", default="quick",
+                   help="quick (minutes per cell on a CPU), study (the predictor's grid in ~12 CPU-hours) or paper")
+    p.add_argument("--steal", action="store_true",
+                   help="when this shard is done, take the other shards' unclaimed cells (shards end together)")
     p.add_argument("--iterations", type=int, default=None, help="override every method's iteration count")
     p.add_argument("--eval-models", type=int, default=None, help="networks per score (quick 3, paper 5)")
     p.add_argument("--eval-epochs", type=int, default=None, help="epochs per network (quick 300; paper: protocol)")
@@ -45,15 +68,54 @@ def add_commands(sub) -> None:
                    help="record only cells whose finished run folders exist (--runs or --import-runs); compute nothing")
     p.add_argument("--rank", type=int, default=None, help="this process's shard (default $RANK or 0)")
     p.add_argument("--world-size", type=int, default=None, help="number of shards (default $WORLD_SIZE or 1)")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and whether they are done, compute nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells, whether they are done and their estimated CPU cost; compute nothing")
     p.add_argument("--data-root", default=None)
     p.add_argument("--allow-md5-mismatch", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.set_defaults(func=cmd_study)
 
-    from ..predictor.commands import add_commands as add_predictor_commands
-    add_predictor_commands(sub)
+    from ..predictor.commands import StudyAccess, add_commands as add_predictor_commands
+    from .table import read_table
+    from .tasks import TaskLoader, task_source
+
+    add_predictor_commands(sub, StudyAccess(
+        read_table=read_table, source_of=task_source,
+        load_dataset=lambda name, root, size, verify_md5: TaskLoader(root, size, verify_md5).load(name)))
+
+
+def _grid_arguments(args):
+    from .cells import BASELINES, DISTILL_METHODS, STUDY_IPCS, STUDY_METHODS, STUDY_SEEDS, STUDY_TASKS
+
+    study = args.preset == "study"
+    datasets = args.datasets or (list(STUDY_TASKS) if study else ["breastmnist", "retinamnist", "simulation"])
+    methods = args.methods or list(STUDY_METHODS if study else DISTILL_METHODS + BASELINES)
+    ipcs = args.ipcs or list(STUDY_IPCS if study else [1])
+    seeds = args.seeds if args.seeds is not None else (dict(STUDY_SEEDS) if study else [0])
+    if isinstance(seeds, dict):
+        seeds = {m: v for m, v in seeds.items() if m == "*" or m in methods or args.seeds is not None}
+    return datasets, methods, ipcs, seeds
+
+
+def _print_estimate(cells, done, computer, budget, world_size: int) -> None:
+    from .cost import TaskSize, cell_costs, summary
+
+    sizes = {name: TaskSize.of(computer.dataset(name)) for name in {c.dataset for c in cells}}
+    costs = cell_costs(cells, sizes, budget)
+    todo = [x for x in costs if x["cell"].id not in done]
+    for x in costs:
+        parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in x["parts"].items())
+        print(f"  {'done' if x['cell'].id in done else 'todo'}  {x['cell'].id:70s} ~{x['seconds'] / 60:6.1f} CPU-min ({parts})")
+    whole, left = summary(costs, world_size), summary(todo, world_size)
+    h = lambda hours: f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+    print(f"estimate (CPU time at one thread; medistill/study/cost.py, constants from scripts/probe_study_costs.py): "
+          f"whole grid {h(whole['cpu_hours'])} of CPU; left to do {h(left['cpu_hours'])}, about "
+          f"{h(left['wall_hours'])} of wall time on {world_size} shard(s) at one thread each with --steal "
+          f"(round-robin shares without it: {', '.join(h(x) for x in left['shard_hours'])})")
+    print("  per method: " + ", ".join(f"{m} {h(x)}" for m, x in whole["per_method_hours"].items()))
+    print("  per kind of work: " + ", ".join(f"{k} {h(x)}" for k, x in whole["per_part_hours"].items())
+          + f"; longest cell {whole['longest_cell_minutes']:.0f} min")
 
 
 def cmd_study(args) -> int:
@@ -66,23 +128,23 @@ def cmd_study(args) -> int:
     world_size = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", 1))
     budget = Budget(args.preset, args.iterations, args.eval_models, args.eval_epochs, args.full_epochs,
                     args.random_subsets)
-    cells = grid(args.datasets, args.methods, args.ipcs, args.seeds, budget)
-    mine = shard(cells, rank, world_size)
+    datasets, methods, ipcs, seeds = _grid_arguments(args)
     for d in args.import_runs:
         if not os.path.isdir(d):
             raise ValueError(f"--import-runs {d}: no such folder")
     computer = CellComputer(budget, args.runs, args.import_runs, data_root=args.data_root, device=args.device,
                             verify_md5=not args.allow_md5_mismatch, import_only=args.import_only)
-    computer.validate(mine)
+    cells = grid([computer.canonical(d) for d in datasets], methods, ipcs, seeds, budget)
+    mine = shard(cells, rank, world_size)
+    computer.validate(cells if args.dry_run else mine)
     done = ResultsTable(args.out).finished_ids()
     print(f"study: {len(cells)} cells ({len(mine)} for rank {rank}/{world_size}), {sum(c.id in done for c in cells)} "
           f"already in {args.out}/study.csv; budget {budget.tag}; run folders in {args.runs}")
     if args.dry_run:
-        for cell in mine:
-            print(f"  {'done' if cell.id in done else 'todo'}  {cell.id}")
+        _print_estimate(cells, done, computer, budget, world_size)
         return 0
     outcome = run_study(cells, args.out, computer, rank=rank, world_size=world_size,
-                        log=lambda line: print(line, flush=True))
+                        log=lambda line: print(line, flush=True), steal=args.steal)
     print(f"study: {outcome.line()}; table: {args.out}/study.csv")
     for cell_id, error in outcome.failed.items():
         print(f"  failed {cell_id}: {error}", file=sys.stderr)
