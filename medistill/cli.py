@@ -107,6 +107,7 @@ def cmd_info(args) -> int:
     from . import __version__, build_info
     from .data import dataset_names, default_root, locate
     from .data.errors import DataError
+    from .data.medmnist_files import SIZES, file_name
 
     info = build_info()
     print(f"medistill {__version__}  torch {info['runtime_torch']}  (CUDA runtime {info['runtime_cuda']})")
@@ -120,11 +121,15 @@ def cmd_info(args) -> int:
     print(f"built against: torch {info['built_with_torch']}, CUDA {info['built_with_cuda']}")
     root = default_root(args.data_root)
     print(f"data root:     {root}")
-    for name in dataset_names():
+    for name in dataset_names():  # every size medmnist publishes: <name>.npz at 28 px, <name>_<size>.npz otherwise
+        sizes = [s for s in SIZES if (root / file_name(name, s)).exists()]
         try:
-            print(f"  {name:16s} found  {locate(name, 28, args.data_root)}")
-        except DataError as exc:
-            print(f"  {name:16s} {'refused' if 'multi-label' in str(exc) else 'missing'}")
+            where = str(locate(name, 28, args.data_root))
+        except DataError:
+            where = f"{', '.join(map(str, sizes))} px in {root}" if sizes else None
+        others = [s for s in sizes if s != 28] if 28 in sizes else []
+        also = f"  (also {', '.join(map(str, others))} px)" if others else ""
+        print(f"  {name:16s} found  {where}{also}" if where else f"  {name:16s} missing")
     _write_json(args.json, info)
     return 0
 

@@ -1,6 +1,6 @@
 """Typed configuration of each method, with the published defaults and the presets.
 
-``paper``: the published iteration counts and hyperparameters (REFERENCE.md).
+``paper``: the published iteration counts and hyperparameters (docs/methods.md, "Presets").
 ``quick``: a budget that finishes in a few minutes on a 2-core CPU for BreastMNIST.
 Explicit overrides (``dataclasses.replace`` or ``--set key=value``) apply on top of a preset.
 """

@@ -144,7 +144,7 @@ def train_expert(dataset: ImageDataset, config: ExpertConfig, index: int, device
                       generator=generator).to(device)
     augment = DSAPair(config.dsa_strategy, config.align_corners, generator)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0, weight_decay=0)
-    images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
+    images, labels = dataset.images("train").to(device), dataset.train_labels.to(device)  # normalised per batch
     snapshots = [flatten_parameters(net).cpu()]
     net.train()
     for _ in range(config.epochs):
@@ -166,6 +166,9 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
     With ``dist`` (W ranks) this rank trains only its share (:func:`~medistill.distributed.expert_shard`)
     and ``on_expert`` is called for those; the bank is complete when every rank has returned.
     """
+    if dataset.multilabel:
+        raise ValueError(f"MTT experts are trained with cross-entropy on one class per image; {dataset.name} is "
+                         f"{dataset.task} (MTT does not distil it: use DM, DC or DSA)")
     dist = dist or DistContext(device=device)
     folder = Path(folder)
     probe = build_model(config.model, dataset.channels, dataset.num_classes, dataset.image_size)
