@@ -80,6 +80,21 @@ def _load(args):
     return dataset
 
 
+def _recorded_folder(args, provenance: dict | None, md5: str | None):
+    """The image folder a set records it was distilled from, read again with its recorded settings (None for
+    a MedMNIST set, or when --dataset names a MedMNIST dataset); --dataset PATH: the folder has moved."""
+    from .data import is_folder_path, reload_image_folder
+
+    if not provenance or provenance.get("kind") != "image_folder":
+        return None
+    if args.dataset and not is_folder_path(args.dataset):
+        return None
+    dataset = reload_image_folder(provenance, md5, path=args.dataset, allow_mismatch=args.allow_md5_mismatch)
+    for notice in dataset.notices:
+        print(f"{dataset.name}: {notice}")
+    return dataset
+
+
 def _eval_config(args, recorded: dict | None = None):
     """EvalConfig from the flags; a flag left out takes the value ``recorded`` (a run's own evaluation
     config in its metrics.json) has, else the protocol's default."""
@@ -190,16 +205,22 @@ def cmd_evaluate(args) -> int:
     from .export.commands import evaluate_package_command, is_package
 
     if is_package(args.path):  # a shared package folder (medistill export): verified, then re-scored
-        return evaluate_package_command(args.path, _eval_config(args), dataset=args.dataset, size=args.size,
-                                        data_root=args.data_root, dsa=args.dsa,
+        from .export import load_package
+
+        source = load_package(args.path).metadata.get("source_dataset") or {}
+        folder = _recorded_folder(args, source.get("provenance"), source.get("md5"))
+        return evaluate_package_command(args.path, _eval_config(args), dataset=folder or args.dataset,
+                                        size=args.size, data_root=args.data_root, dsa=args.dsa,
                                         allow_md5_mismatch=args.allow_md5_mismatch, json_path=args.json)
     image_set = ImageSet.load(args.path)
     meta = image_set.metadata
-    name = args.dataset or meta.get("dataset")
-    if not name:
-        raise ValueError("the set does not record its dataset: pass --dataset")
-    args.dataset = name
-    dataset = _load(args)
+    dataset = _recorded_folder(args, meta.get("dataset_provenance"), meta.get("dataset_md5"))
+    if dataset is None:
+        name = args.dataset or meta.get("dataset")
+        if not name:
+            raise ValueError("the set does not record its dataset: pass --dataset")
+        args.dataset = name
+        dataset = _load(args)
     run_metrics = Path(args.path) / "metrics.json"
     recorded = json.loads(run_metrics.read_text()) if Path(args.path).is_dir() and run_metrics.exists() else None
     config = _eval_config(args, (recorded or {}).get("distilled", {}).get("config"))
@@ -402,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="re-score a saved image set (.pt file or run folder)")
     p.add_argument("path")
-    p.add_argument("--dataset", default=None, help="override the dataset recorded in the set")
+    p.add_argument("--dataset", default=None,
+                   help="override the dataset recorded in the set (a set from an image folder: the folder is read "
+                        "again with its recorded settings; pass its PATH if it has moved)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--allow-md5-mismatch", action="store_true")

@@ -7,7 +7,7 @@ import os
 from .dataset import NO_FINDING, ImageDataset, SplitImages, is_multilabel_task
 from .combined import NAME as COMBINED_NAME, load_combined
 from .errors import DataError
-from .image_folder import load_image_folder
+from .image_folder import load_image_folder, reload_image_folder
 from .imageset import ImageSet
 from .medmnist_files import dataset_names, default_root, file_md5, load_medmnist, locate, official_md5
 from .zca import ZCA, fit_zca, whiten_dataset
@@ -54,6 +54,7 @@ __all__ = [
     "load_combined",
     "load_dataset",
     "load_image_folder",
+    "reload_image_folder",
     "load_medmnist",
     "locate",
     "official_md5",

@@ -34,17 +34,21 @@ def cmd_export(args) -> int:
 def evaluate_package_command(path, config, dataset=None, size: int = 28, data_root=None, dsa: bool | None = None,
                              allow_md5_mismatch: bool = False, json_path=None) -> int:
     """``medistill evaluate PACKAGE_DIR``: verify, then re-score on the source dataset's test split with the
-    one recipe (``config``: the evaluation flags; ``dsa``: None = as the sending site)."""
-    from ..data import load_dataset
+    one recipe (``config``: the evaluation flags; ``dsa``: None = as the sending site). ``dataset``: a name,
+    a path, or an already loaded :class:`ImageDataset`; None = the one the package records."""
+    from ..data import ImageDataset, load_dataset
     from .package_evaluate import evaluate_package
 
     package = load_package(path)
     print(f"{path}: manifest verified ({len(list(Path(path).iterdir())) - 1} files)")
     meta = package.metadata
-    name = dataset or meta["source_dataset"].get("name")
-    if not name:
-        raise ValueError("the package does not record its dataset: pass --dataset")
-    data = load_dataset(name, size=size, root=data_root, verify_md5=not allow_md5_mismatch)
+    if isinstance(dataset, ImageDataset):  # the caller has loaded it (an image folder read with recorded settings)
+        data = dataset
+    else:
+        name = dataset or meta["source_dataset"].get("name")
+        if not name:
+            raise ValueError("the package does not record its dataset: pass --dataset")
+        data = load_dataset(name, size=size, root=data_root, verify_md5=not allow_md5_mismatch)
     result = evaluate_package(package, data, config, dsa=dsa, allow_md5_mismatch=allow_md5_mismatch)
     cfg = result.config
     print(f"{path} · {meta.get('method')} · IPC {meta.get('ipc')} on {data.name} test split · lr {cfg['lr']:g}"

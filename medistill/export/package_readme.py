@@ -41,6 +41,16 @@ means nothing; `medistill evaluate` applies `{name}` to the test split itself.
 """
 
 
+def _source_words(src: dict) -> str:
+    """How the README names the source data: a MedMNIST file's MD5, or an image folder's provenance."""
+    prov = src.get("provenance")
+    if not prov:
+        return f"file MD5 `{src.get('md5')}`"
+    return (f"an image folder of {prov.get('files')} files, content MD5 `{prov.get('content_md5')}`, "
+            f"read at {prov.get('size')} px with {prov.get('channels')} channel(s), resize '{prov.get('resize')}'; "
+            f"fingerprint `{src.get('md5')}`")
+
+
 def package_readme(meta: dict) -> str:
     """Markdown text: what the package holds, how it is stored, how to load, verify and re-score it."""
     img = meta["images"]
@@ -56,7 +66,7 @@ def package_readme(meta: dict) -> str:
 
 This folder holds **{img['count']} synthetic images** ({shape}, {len(meta['class_names'])} classes) made by
 dataset distillation ({meta.get('method') or 'unknown'}) from the training split of **{name}**
-(file MD5 `{src.get('md5')}`). It contains **no real image**: the `val_` and `test_` arrays are empty.
+({_source_words(src)}). It contains **no real image**: the `val_` and `test_` arrays are empty.
 Whether any synthetic image is too close to a real training image is what `medistill audit` checks at the
 sending site; ask for its report.
 

@@ -10,7 +10,8 @@ import torch
 
 # Settings that may differ between a run and its resumption (they do not change the result;
 # class_batching changes how DC/DSA compute the same gradients, so float rounding only).
-RESUME_NEUTRAL = {"checkpoint_every", "log_every", "versions", "class_batching"}
+# dataset_provenance: where an image folder lies may change between calls; its content is dataset_md5's.
+RESUME_NEUTRAL = {"checkpoint_every", "log_every", "versions", "class_batching", "dataset_provenance"}
 # Recorded in config.json but compared on their own (:func:`evaluation_mismatch`), not as method settings.
 CHECKED_APART = {"evaluation"}
 # Settings added after runs were made: a saved config without one was made with this value.

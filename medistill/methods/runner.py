@@ -112,8 +112,10 @@ def _prepare_folder(folder: Path, run_config: dict, resume: bool, force: bool,
 
 
 def run_config_of(method_name: str, dataset: ImageDataset, config) -> dict:
+    """config.json's content: the method, the data it ran on (an image folder's provenance included) and settings."""
+    provenance = {"dataset_provenance": dataset.provenance} if dataset.provenance else {}
     return {"method": method_name, "dataset": dataset.name, "dataset_md5": dataset.md5,
-            "image_shape": list(dataset.train_images.shape[1:]), **config_dict(config)}
+            "image_shape": list(dataset.image_shape), **provenance, **config_dict(config)}
 
 
 def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: bool = False,
@@ -270,6 +272,8 @@ def _run(dataset, method_name, config, method, folder, checkpoint, dist, eval_co
     metadata = {"dataset": dataset.name, "dataset_md5": dataset.md5, "method": method_name, "ipc": config.ipc,
                 "seed": config.seed, "hyperparameters": config_dict(config), "iterations": config.iterations,
                 "evaluate_with_dsa": method.uses_dsa, "versions": environment_versions()}
+    if dataset.provenance:
+        metadata["dataset_provenance"] = dataset.provenance
     synthetic = method.synthetic_set(metadata)  # a collective when distributed: the last one
     leave_together(dist, "leaving the process group after gathering the synthetic set")
     if not dist.is_main:
