@@ -192,6 +192,17 @@ def test_cli_runs_chestmnist(root, tmp_path, capsys):
                  "--epochs", "1", "--threads", "1"]) == 0
     assert main(["distill", *common, "--method", "dm", "--ipc", "1", "--preset", "quick", "--iterations", "1",
                  "--eval-models", "1", "--eval-epochs", "1", "--random-subsets", "1", "--out", str(tmp_path / "run")]) == 0
+    # the export keeps the targets: ChestMNIST's multi-hot train_labels, the exact soft targets and groups
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "pkg")]) == 0
+    from medistill.export import load_package
+
+    package = load_package(tmp_path / "pkg")
+    run_set = ImageSet.load(tmp_path / "run")
+    assert package.arrays["train_labels"].shape == (FINDINGS + 1, FINDINGS)
+    assert np.array_equal(package.arrays["train_labels"], (run_set.labels.numpy() >= 0.5).astype(np.uint8))
+    assert torch.equal(package.image_set.labels, run_set.labels) and torch.equal(package.image_set.groups, run_set.groups)
+    assert main(["evaluate", str(tmp_path / "pkg"), "--data-root", str(root), "--allow-md5-mismatch", "--models", "1",
+                 "--epochs", "1", "--threads", "1"]) == 0
     capsys.readouterr()
     assert main(["distill", *common, "--method", "mtt", "--ipc", "1", "--preset", "quick",
                  "--experts", str(tmp_path / "bank"), "--out", str(tmp_path / "mtt")]) == 2

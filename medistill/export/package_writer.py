@@ -88,7 +88,12 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
             "float_max": float(pixels.max()) if pixels.size else 0.0,
             "clipped_fraction": float(((pixels < 0) | (pixels > 1)).mean()) if pixels.size else 0.0,
             "uint8_rule": "train_images = round(clip(train_images_float, 0, 1) * 255)",
-            "keys": {"train_images": "uint8, MedMNIST layout", "train_labels": "(N, 1)",
+            "keys": {"train_images": "uint8, MedMNIST layout",
+                     "train_labels": ("(N, K) uint8 multi-hot (target >= 0.5), ChestMNIST layout" if s.multilabel
+                                      else "(N, 1)"),
+                     **({"train_labels_soft": "(N, K) float32, the exact targets networks train on (BCE)",
+                         "train_groups": "(N,) int64, each image's group (finding k, or K = no finding)"}
+                        if s.multilabel else {}),
                      "train_images_float": "float32 de-normalised pixels, MedMNIST layout, not clipped",
                      "train_images_normalized": "float32 (N, C, H, W), the exact distilled tensor"
                                                 + (", ZCA-whitened (zca.npz)" if s.zca is not None else ""),
@@ -118,7 +123,8 @@ def export_package(source, out, force: bool = False) -> Path:
         raise DataError(f"{source.path}: the set holds no images")
     if not np.isfinite(s.images.detach().cpu().numpy()).all():
         raise DataError(f"{source.path}: the set holds NaN or infinite pixels; it cannot be shared")
-    arrays = medmnist_arrays(s.images, s.labels, s.mean, s.std, s.num_classes, zca=s.zca)
+    arrays = medmnist_arrays(s.images, s.labels, s.mean, s.std, s.num_classes, zca=s.zca,
+                             groups=s.groups if s.multilabel else None)
     name = s.metadata.get("dataset") or (source.config or {}).get("dataset")
     npz_name = f"{name}.npz" if name else "synthetic.npz"
     meta = package_metadata(source, arrays, npz_name)
