@@ -253,6 +253,12 @@ def _method_config(args):
         overrides["iterations"] = args.iterations
     if args.experts is not None:
         overrides["expert_dir"] = args.experts
+    dp = {key: getattr(args, key) for key in ("dp_epsilon", "dp_delta", "dp_clip", "dp_sample_rate")
+          if getattr(args, key, None) is not None}
+    if (dp or any(k.startswith("dp_") for k in overrides)) and args.method != "dm":
+        raise ValueError(f"--dp-epsilon/--dp-*: differentially private distillation is DM only (--method dm), "
+                         f"not {args.method}")
+    overrides.update(dp)  # the same settings as --set dp_epsilon=… (docs/privacy.md)
     overrides["seed"] = args.seed
     config = make_config(args.method, args.ipc, args.preset, **overrides)
     check_learning_rates(config)
@@ -441,6 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any method setting")
     p.add_argument("--experts", default=None, help="MTT: expert bank folder (from `medistill experts`)")
+    private = p.add_argument_group("differential privacy (DM only; docs/privacy.md; needs pip install 'medistill[dp]')")
+    private.add_argument("--dp-epsilon", type=float, default=None, metavar="E",
+                         help="distil with (E, δ)-differential privacy for the training images (DP-DM; init noise)")
+    private.add_argument("--dp-delta", type=float, default=None, metavar="D", help="δ (default 1/(10·N), N training images)")
+    private.add_argument("--dp-clip", type=float, default=None, metavar="C",
+                         help="per-image L2 clip of the embedding (default 20)")
+    private.add_argument("--dp-sample-rate", type=float, default=None, metavar="Q",
+                         help="Poisson sampling rate per image and iteration (default min(1, K·batch_real/N))")
     p.add_argument("--out", default=None, help="run folder (default runs/<dataset>-<method>-ipc<K>-<preset>-s<seed>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (an error when --out holds no run)")

@@ -71,6 +71,10 @@ def cmd_audit(args) -> int:
           f"embedding: {s['spaces']['embedding_l2']['flagged']}; SSIM: {s['spaces']['ssim']['flagged']}")
     print(f"  NN pixel distance median: synthetic→real {px['synthetic_nn_median']:.3f} vs real→real "
           f"{px['real_nn_median']:.3f} (ratio {px['median_ratio']:.3f}; threshold {px['threshold']:.3f})")
+    if s.get("privacy"):  # the formal guarantee of a DP-DM set, beside the empirical checks
+        from ..privacy import privacy_line
+
+        print(f"  {privacy_line(s['privacy'])}")
     if mi:
         print(f"  membership attack AUC {mi['attack_auc']:.3f} (targeted {mi['targeted_attack_auc']:.3f}; 0.5 = no leak)")
     print(f"report: {report}")

@@ -225,6 +225,7 @@ def run_audit(image_set: ImageSet, dataset: ImageDataset, config: AuditConfig = 
         "flagged_indices": spaces["pixel_l2"]["flagged_indices"],
         "spaces": spaces,
         "membership_inference": membership,
+        "privacy": meta.get("privacy"),  # a DP-DM set's guarantee, reported next to these empirical checks
         "config": {**dataclasses.asdict(config), "embedding_network": f"convnet, {config.embed_epochs} epochs on the "
                    f"real train split, seed {config.seed}, evaluation optimiser; 2048-d embed()"},
     }

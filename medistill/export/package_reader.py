@@ -138,7 +138,7 @@ def load_package(folder, verify: bool = True) -> Package:
                   "method": meta.get("method"), "ipc": meta.get("ipc"), "seed": meta.get("seed"),
                   "hyperparameters": meta.get("hyperparameters"), "learned_lr": meta.get("learned_lr"),
                   "evaluate_with_dsa": meta.get("evaluate_with_dsa"), "versions": meta.get("versions_at_distillation"),
-                  "package": str(folder)},
+                  "package": str(folder), "privacy": meta.get("privacy")},
         zca=zca,
     )
     return Package(folder, meta, arrays, image_set)

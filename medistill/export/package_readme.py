@@ -51,6 +51,22 @@ def _source_words(src: dict) -> str:
             f"fingerprint `{src.get('md5')}`")
 
 
+def _privacy_section(meta: dict) -> str:
+    """The differential-privacy guarantee of a DP-DM set ('' for other sets)."""
+    p = meta.get("privacy")
+    if not p:
+        return ""
+    return f"""
+## Differential privacy: (ε = {p['epsilon_spent']:.3g}, δ = {p['delta']:.3g})
+This set was distilled with DP-DM: whether any one training image was used or not changes the probability
+of this set by at most a factor e^ε (plus δ), for {p['adjacency']}. Mechanism: {p['mechanism']}; Poisson
+sample rate q = {p['sample_rate']:.4g}, per-image clip C = {p['clip']:g}, noise multiplier σ = {p['noise_multiplier']:.4g}
+(noise std σ·C on each class's sum), {p['iterations']} iterations; accounted with {p['accountant']}
+({p['accountant_version']}), target ε {p['epsilon']:g}, δ {p['delta_rule']}. Count: {p['count']}.
+Not covered: {p['not_covered']}. The source data's fingerprint is withheld. `metadata.json` → `privacy` holds it all.
+"""
+
+
 def package_readme(meta: dict) -> str:
     """Markdown text: what the package holds, how it is stored, how to load, verify and re-score it."""
     img = meta["images"]
@@ -86,7 +102,7 @@ sending site; ask for its report.
 - `synthetic_grid.png`: the images, one row per class (float pixels clipped to [0, 1]).
 - `MANIFEST.sha256`: SHA-256 of every other file. Check with `sha256sum -c MANIFEST.sha256`.
 
-{_zca_section(meta)}
+{_zca_section(meta)}{_privacy_section(meta)}
 ## Class names
 {chr(10).join(f'- {i}: {c}' for i, c in enumerate(meta['class_names']))}
 

@@ -59,6 +59,8 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
     info = _medmnist_info(name)
     pixels = arrays["train_images_float"]
     hyper = meta.get("hyperparameters") or {k: v for k, v in config.items() if k not in ("versions",)}
+    if meta.get("privacy"):  # DP: the set's metadata alone (config.json keeps the data's fingerprints at the site)
+        config = {k: v for k, v in config.items() if k not in ("dataset_md5", "dataset_provenance")}
     return {
         "format": PACKAGE_FORMAT,
         "format_version": PACKAGE_FORMAT_VERSION,
@@ -101,6 +103,7 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
         },
         "zca": s.zca.describe() if s.zca is not None else None,
         "evaluation": _evaluation(source.metrics),
+        "privacy": meta.get("privacy"),  # the differential-privacy guarantee of a DP-DM set (docs/privacy.md)
         "versions_at_distillation": meta.get("versions") or config.get("versions"),
         "versions_at_export": environment_versions(),
         "files": {"images": npz_name, "metadata": METADATA_NAME, "grid": GRID_NAME, "readme": README_NAME,

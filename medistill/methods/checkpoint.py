@@ -16,6 +16,11 @@ RESUME_NEUTRAL = {"checkpoint_every", "log_every", "versions", "class_batching",
 CHECKED_APART = {"evaluation"}
 # Settings added after runs were made: a saved config without one was made with this value.
 ADDED_SETTINGS = {"amp": "off", "zca": False}
+# DM's differential-privacy settings (medistill.privacy), None = not private, added with DP-DM.
+ADDED_SETTINGS.update(dict.fromkeys(("dp_epsilon", "dp_delta", "dp_clip", "dp_sample_rate", "dp_secret_seed")))
+# Recorded in config.json beside the settings: the resolved privacy guarantee; the settings that make it are
+# compared as settings, and a resumed run keeps the σ its checkpoint holds.
+CHECKED_APART = CHECKED_APART | {"privacy"}
 # EvalConfig fields that do not change the scores (where they are computed).
 EVAL_NEUTRAL = {"device"}
 CHECKPOINT = "checkpoint.pt"

@@ -11,6 +11,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from ..privacy.settings import check_dp_config
 from .precision import check_amp
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
@@ -84,6 +85,12 @@ class DMConfig(CommonConfig):
 
     iterations: int = 20000
     lr_img: float = 1.0
+    # Differential privacy (DP-DM, docs/privacy.md): None = not private; the rest default as medistill.privacy says.
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None  # None: 1/(10·N)
+    dp_clip: float | None = None  # None: 20.0, the per-example L2 clip of the embedding
+    dp_sample_rate: float | None = None  # None: min(1, K·batch_real/N), Poisson rate per image and iteration
+    dp_secret_seed: int | None = None  # None: drawn from the OS; seeds the private draws (sampling, noise)
 
 
 @dataclass
@@ -214,6 +221,8 @@ def make_config(method: str, ipc: int, preset: str = "paper", **overrides):
         values["zca"] = True  # the MedMNIST study ran MTT on ZCA-whitened images
     if preset == "quick" and isinstance(ipc, int) and ipc >= 1:
         values.update(_quick_overrides(method, ipc))
+    if overrides.get("dp_epsilon") is not None:
+        values["init"] = "noise"  # DP-DM starts from noise (medistill.privacy.check_dp_config refuses real)
     cls = CONFIGS[method]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(overrides) - names
@@ -225,6 +234,7 @@ def make_config(method: str, ipc: int, preset: str = "paper", **overrides):
     if config.init not in ("real", "noise"):
         raise ValueError(f"init must be 'real' or 'noise', got {config.init!r}")
     check_amp(config.amp)
+    check_dp_config(config)
     return config
 
 

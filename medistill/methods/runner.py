@@ -42,9 +42,11 @@ from ..atomic_io import atomic_torch_save, atomic_write_text
 from ..run_lock import RunLock, StaleLockNotice
 from .checkpoint import (RunFolderError, config_mismatch, evaluation_mismatch, evaluation_record, load_checkpoint,
                          read_run_config)
+from ..privacy import is_private, privacy_line
 from .config import config_dict
 from .dc import DC, DSA
 from .dm import DM
+from .dp_dm import DPDM
 from .mtt import MTT
 from .plots import write_loss_curve
 
@@ -75,6 +77,8 @@ class RunResult:
 def make_method(name: str, dataset: ImageDataset, config, device: str = "cpu", dist: DistContext | None = None):
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    if name == "dm" and is_private(config):  # DP-DM (docs/privacy.md): DM with the private real side
+        return DPDM(dataset, config, device, dist)
     return METHODS[name](dataset, config, device, dist)
 
 
@@ -167,8 +171,8 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
         found = _prepare_folder(folder, run_config, resume, force, evaluation)
         if not (folder / "config.json").exists():
             atomic_write_text(folder / "config.json",
-                              json.dumps({**run_config, "evaluation": evaluation, "versions": environment_versions()},
-                                         indent=1))
+                              json.dumps({**run_config, "evaluation": evaluation, "versions": environment_versions(),
+                                          **getattr(method, "run_record", dict)()}, indent=1))  # DP: the guarantee
             made["config"] = True
         return found
 
@@ -220,6 +224,8 @@ def _run(dataset, method_name, config, method, folder, checkpoint, dist, eval_co
         losses = list(checkpoint["losses"])
         last_saved = method.iteration
     bound = IMAGE_BOUND * _largest_magnitude(method.real_images)  # the same on every rank
+    if hasattr(method, "public_magnitude"):  # DP: a bound (and its error message) that does not look at the images
+        bound = IMAGE_BOUND * method.public_magnitude()
     started = time.time()
     pending: list[torch.Tensor] = []
     bar = tqdm(total=config.iterations, initial=method.iteration, desc=f"{method_name} ipc {config.ipc}",
@@ -286,29 +292,34 @@ def _run(dataset, method_name, config, method, folder, checkpoint, dist, eval_co
     metrics = None
     if eval_config is not None and eval_config.num_models > 0:
         metrics = evaluate_run(dataset, synthetic, config, eval_config, progress,
-                               cache_dir=folder.parent / ".random_baselines", random_subsets=random_subsets)
+                               cache_dir=folder.parent / ".random_baselines", random_subsets=random_subsets,
+                               with_random=not is_private(config))  # DP: no statistic of real training images
         metrics["distill_seconds_this_session"] = round(time.time() - started, 1)
         atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
-    summary = summarize_run(folder, method_name, dataset, config, losses, metrics)
+    summary = summarize_run(folder, method_name, dataset, config, losses, metrics,
+                            privacy=synthetic.metadata.get("privacy"))
     atomic_write_text(folder / "summary.txt", summary)
     return RunResult(folder, metrics, summary)
 
 
 def evaluate_run(dataset: ImageDataset, synthetic, config, eval_config: EvalConfig, progress: bool,
-                 cache_dir: Path | None = None, random_subsets: int = DEFAULT_SUBSETS) -> dict:
+                 cache_dir: Path | None = None, random_subsets: int = DEFAULT_SUBSETS,
+                 with_random: bool = True) -> dict:
     """Score the synthetic set (the one recipe, :func:`medistill.evaluate.evaluate_set`) and the random-subset
     baseline at the same IPC under the same protocol (R subsets, :func:`medistill.selection.random_baseline`,
     cached in ``cache_dir`` and shared by every run with those settings), and compare them.
 
     A set that carries a ZCA transform is scored on the test split whitened with it, and the random
     subsets are whitened with the same transform, so both are compared in the same space.
+    ``with_random=False`` (differentially private runs): no random real subset is trained or scored;
+    ``random`` and ``comparison`` are None.
     """
     distilled = evaluate_set(synthetic, dataset, eval_config, progress=progress, desc="evaluate distilled")
     recipe = recipe_config(synthetic.metadata, None, eval_config)  # the same protocol, the protocol's lr
-    random_result = random_baseline(dataset, config.ipc, recipe, subsets=random_subsets, cache_dir=cache_dir,
-                                    zca=synthetic.zca, progress=progress)
+    random_result = (random_baseline(dataset, config.ipc, recipe, subsets=random_subsets, cache_dir=cache_dir,
+                                     zca=synthetic.zca, progress=progress) if with_random else None)
     metrics = {"distilled": distilled.to_dict(), "random": random_result,
-               "comparison": compare_with_random(distilled.summary, random_result),
+               "comparison": compare_with_random(distilled.summary, random_result) if random_result else None,
                "majority_rate": distilled.majority_rate, "learned_lr": synthetic.learned_lr,
                "evaluated_with_dsa": recipe.uses_dsa, "amp": getattr(config, "amp", "off"),
                "zca": synthetic.zca.describe() if synthetic.zca is not None else None}
@@ -319,11 +330,19 @@ def evaluate_run(dataset: ImageDataset, synthetic, config, eval_config: EvalConf
     return metrics
 
 
-def summarize_run(folder: Path, method_name: str, dataset: ImageDataset, config, losses, metrics) -> str:
+def summarize_run(folder: Path, method_name: str, dataset: ImageDataset, config, losses, metrics,
+                  privacy: dict | None = None) -> str:
     zca = " on ZCA-whitened images" if getattr(config, "zca", False) else ""
     lines = [f"{method_name.upper()} on {dataset.name}{zca}, IPC {config.ipc}, {config.iterations} iterations, seed {config.seed}",
              f"final loss {losses[-1]:.4g} (first {losses[0]:.4g})" if losses else "no iterations run"]
-    if metrics:
+    if privacy:
+        lines.append(privacy_line(privacy))
+    if metrics and metrics["random"] is None:  # DP: the set alone, no random real subset
+        distilled = metrics["distilled"]
+        lines.append(f"distilled {result_line(distilled['summary'], len(distilled['per_model']), metrics['majority_rate'])}")
+        lines.append("no random real-subset baseline: a differentially private run writes no statistic of real "
+                     "training images")
+    elif metrics:
         distilled, random = metrics["distilled"], metrics["random"]
         lines.append(f"distilled {result_line(distilled['summary'], len(distilled['per_model']), metrics['majority_rate'])}")
         lines.append(f"random    {result_line(random['summary'], len(random['summary']['accuracy']['values']), metrics['majority_rate'])}"
