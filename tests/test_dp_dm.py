@@ -199,7 +199,7 @@ def _image_tensors(obj, numel):
             yield from _image_tensors(v, numel)
 
 
-def test_no_training_image_reaches_the_run_folder(tmp_path, breast):
+def test_no_training_image_reaches_the_run_folder(tmp_path, breast, capsys):
     out = tmp_path / "runs" / "dp"
     assert main(TINY + ["--dp-epsilon", "4", "--out", str(out)]) == 0
     files = sorted(p.name for p in out.iterdir())
@@ -225,6 +225,13 @@ def test_no_training_image_reaches_the_run_folder(tmp_path, breast):
     assert metrics["random"] is None and metrics["comparison"] is None
     assert s.metadata["dataset_md5"] is None
     assert not any(line.startswith("random") for line in (out / "summary.txt").read_text().splitlines())
+    # the audit prints the formal guarantee next to its empirical checks
+    assert main(["audit", str(out), "--embed-epochs", "1", "--mia-models", "1", "--mia-epochs", "1",
+                 "--max-reference", "100", "--threads", "1", "--out", str(tmp_path / "audit")]) == 0
+    printed = capsys.readouterr().out
+    assert "differential privacy: (ε = " in printed and "membership attack AUC" in printed
+    assert "Formal guarantee (DP-DM)" in (tmp_path / "audit" / "audit.md").read_text()
+    assert json.loads((tmp_path / "audit" / "audit.json").read_text())["privacy"]["epsilon"] == 4.0
 
 
 def test_guarantee_travels_and_resume_refuses_other_settings(tmp_path, capsys):
@@ -260,3 +267,20 @@ def test_guarantee_travels_and_resume_refuses_other_settings(tmp_path, capsys):
     assert "metadata.json" in (package / "MANIFEST.sha256").read_text()
     assert "## Differential privacy" in (package / "README.md").read_text()
     assert loaded.image_set.metadata["privacy"]["epsilon"] == 2.0
+
+
+@pytest.mark.slow
+def test_two_ranks_equal_one_process(retina, data_root, tmp_path):
+    """Class-parallel DP-DM: each rank draws its classes' samples and noise from their private generators, so two
+    ranks (RetinaMNIST's 5 classes split 2/3) give the one-process set and the same guarantee."""
+    from medistill.methods import distill
+    from tests.test_distributed import _distill_args, _torchrun
+
+    args = ["--ipc", "2", "--iterations", "2", "--set", "batch_real=16", "--dp-epsilon", "4",
+            "--set", "dp_secret_seed=3"]
+    _torchrun(2, _distill_args(data_root, "retinamnist", "dm", tmp_path / "two", *args))
+    cfg = make_config("dm", 2, "quick", iterations=2, batch_real=16, dp_epsilon=4.0, dp_secret_seed=3)
+    distill(retina, "dm", cfg, tmp_path / "one", progress=False)
+    two, one = ImageSet.load(tmp_path / "two"), ImageSet.load(tmp_path / "one")
+    torch.testing.assert_close(two.images, one.images, rtol=1e-4, atol=1e-5)
+    assert two.metadata["privacy"] == one.metadata["privacy"]
