@@ -82,7 +82,7 @@ def package_readme(meta: dict) -> str:
 
 This folder holds **{img['count']} synthetic images** ({shape}, {len(meta['class_names'])} classes) made by
 dataset distillation ({meta.get('method') or 'unknown'}) from the training split of **{name}**
-({_source_words(src)}). It contains **no real image**: the `val_` and `test_` arrays are empty.
+({"fingerprints withheld under differential privacy" if meta.get("privacy") else _source_words(src)}). It contains **no real image**: the `val_` and `test_` arrays are empty.
 Whether any synthetic image is too close to a real training image is what `medistill audit` checks at the
 sending site; ask for its report.
 
