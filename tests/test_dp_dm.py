@@ -284,3 +284,13 @@ def test_two_ranks_equal_one_process(retina, data_root, tmp_path):
     two, one = ImageSet.load(tmp_path / "two"), ImageSet.load(tmp_path / "one")
     torch.testing.assert_close(two.images, one.images, rtol=1e-4, atol=1e-5)
     assert two.metadata["privacy"] == one.metadata["privacy"]
+
+
+def test_set_metadata_withholds_the_private_data_fingerprints(breast):
+    method = _dp_method(breast)
+    s = method.synthetic_set({"dataset_md5": "abc", "hyperparameters": {"dp_secret_seed": 11},
+                              "dataset_provenance": {"content_md5": "a", "fingerprint": "b", "bytes": 3, "size": 28}})
+    prov = s.metadata["dataset_provenance"]
+    assert s.metadata["dataset_md5"] is None and s.metadata["hyperparameters"]["dp_secret_seed"] == "withheld"
+    assert prov["content_md5"] is None and prov["fingerprint"] is None and prov["bytes"] is None and prov["size"] == 28
+    assert s.metadata["privacy"]["iterations"] == 0 and s.metadata["privacy"]["epsilon_spent"] == 0.0

@@ -141,8 +141,10 @@ class DPDM(DM):
         metadata = {**metadata, "hyperparameters": hyper, "dataset_md5": None,
                     "dataset_md5_withheld": "a fingerprint of the private training data is not released under DP",
                     "privacy": self.privacy_record(self.iteration)}
-        if metadata.get("dataset_provenance"):  # an image folder: its load settings stay, its content MD5 goes
-            metadata["dataset_provenance"] = {**metadata["dataset_provenance"], "content_md5": None}
+        if metadata.get("dataset_provenance"):  # an image folder: its load settings stay, its hashes and size go
+            withheld = [k for k in ("content_md5", "fingerprint", "bytes") if k in metadata["dataset_provenance"]]
+            metadata["dataset_provenance"] = {**metadata["dataset_provenance"], **dict.fromkeys(withheld),
+                                              "withheld_under_dp": withheld}
         return super().synthetic_set(metadata)
 
     # --- resume --------------------------------------------------------------------------------------
