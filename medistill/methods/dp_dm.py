@@ -39,8 +39,8 @@ COUNT_RULE = ("public expected count: class c's noisy sum is divided by q·N_c, 
               "sizes N_c, which are treated as public")
 NOT_COVERED = ("the class sizes N_c and N (public); the per-channel normalisation mean/std of the training split "
                "(public, carried by the set); the test split and any evaluation on it; hyperparameter choices and "
-               "repeated runs on the same data (each run spends its own ε); the run folder's checkpoint.pt (holds "
-               "the secret seed of the noise: never share it)")
+               "repeated runs on the same data (each run spends its own ε); timing; the run folder's config.json (the "
+               "data's fingerprints) and checkpoint.pt (the private generators' states): never share them")
 
 
 class DPDM(DM):
