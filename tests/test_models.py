@@ -90,15 +90,19 @@ def _fused_and_unfused(channels, size, seed=0):
 def test_fused_convnet_matches_unfused(channels, size):
     fused, unfused = _fused_and_unfused(channels, size)
     assert fused.state_dict().keys() == unfused.state_dict().keys()
-    x = torch.randn(6, channels, size, size)
+    x = torch.randn(6, channels, size, size, generator=torch.Generator().manual_seed(1))
     y = torch.arange(6) % 5
     grads = []
     for net in (fused, unfused):
         xi = x.clone().requires_grad_(True)
         loss = torch.nn.functional.cross_entropy(net(xi), y)
         grads.append((net(x), *torch.autograd.grad(loss, [xi, *net.parameters()])))
-    for a, b in zip(*grads):  # float32 rounding differs by CPU (ATen's conv kernels per ISA): ~1e-4
-        torch.testing.assert_close(a, b, atol=5e-4, rtol=1e-3)
+    for a, b in zip(*grads):
+        # float32 rounding differs by CPU (ATen's conv kernels per ISA): a weight gradient sums thousands of
+        # products, so single elements near 0 can differ by ~1e-3 of the tensor's scale (seen on a CI machine);
+        # compare each tensor as a whole: a wrong fused kernel is off by O(1) of the norm.
+        assert a.shape == b.shape
+        assert float((a - b).norm()) <= 1e-4 * float(b.norm()) + 1e-6, float((a - b).norm() / b.norm())
 
 
 @needs_ops
