@@ -1,12 +1,17 @@
 """Tasks derived from real sources (medistill.study.tasks): the grammar, class counts, relabelling,
 renormalisation, distinct fingerprints, the simulation task from three sources, clear errors."""
+import os
+
 import pytest
 import torch
 
 from medistill.data import DataError
 from medistill.study.tasks import TaskLoader, parse_task, task_name, task_source
 
-BRAIN = "/work/shared/data/brain_tumor_mri"
+from tests.conftest import SHARED_DATA
+
+# the brain MRI folder where the study looks for it (beside the MedMNIST files), or where the variable points
+BRAIN = os.environ.get("MEDISTILL_BRAIN_MRI") or str(SHARED_DATA.parent / "brain_tumor_mri")
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ Per iteration: a fresh random network with frozen parameters; for each class, a 
 applied to ``batch_real`` real images and the class's IPC synthetic images; the loss is
 Σ_c ||mean(embed(real_c)) − mean(embed(syn_c))||². The published code embeds class by class;
 here the real images go through the network without autograd (on a GPU all classes in one pass;
-on a CPU one class's batch at a time, since a 2,560-image pass makes GB-sized activations that
-run slower than ten cache-sized ones — measured in BENCHMARKS.md), all synthetic images through
+on a CPU one class's batch at a time, so that each pass's activations stay small (a 2,560-image pass
+makes GB-sized ones)), all synthetic images through
 one pass with autograd, and :func:`medistill.ops.distribution_match_loss` reduces them in one op.
 Class-parallel: each rank does this for the classes it owns and needs no communication per
 iteration (its images get gradient only from its own classes' terms).

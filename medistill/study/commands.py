@@ -51,7 +51,7 @@ def add_commands(sub) -> None:
                    help="comma-separated seeds for every method, or per method as 'dm,dc=0,1,2;*=0' (default: "
                         "study: dm,dc=0,1,2;*=0; else 0)")
     p.add_argument("--preset", default="quick",
-                   help="quick (minutes per cell on a CPU), study (the predictor's grid in ~12 CPU-hours) or paper")
+                   help="quick (minutes per cell on a CPU), study (the predictor's grid: about 10.5 CPU-hours; --dry-run prints the estimate) or paper")
     p.add_argument("--steal", action="store_true",
                    help="when this shard is done, take the other shards' unclaimed cells (shards end together)")
     p.add_argument("--iterations", type=int, default=None, help="override every method's iteration count")
