@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..atomic_io import atomic_torch_save
+from ..version import __version__
 from .dataset import NO_FINDING, primary_groups
 from .errors import DataError
 from .zca import ZCA
@@ -32,8 +33,6 @@ FORMAT_VERSION = 1
 def environment_versions() -> dict:
     """Package versions recorded with every saved set."""
     import numpy
-
-    from .. import __version__
 
     return {
         "medistill": __version__,

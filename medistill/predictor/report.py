@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_io import _atomic, atomic_write_text
+from ..atomic_io import atomic_write, atomic_write_text
 from .fit import (DEFAULT_METRIC, METRICS, MIN_SOURCES, MethodFit, fit_table, ordered_methods, resolve_preset,
                   row_source, table_presets)
 from .stats import LEVEL, clip
@@ -154,7 +154,7 @@ def _save(fig, path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 
