@@ -289,7 +289,7 @@ def test_clear_errors(tmp_path, data_root, capsys):
 
 
 def test_the_predictor_imports_nothing_from_the_study():
-    code = ("import sys, medistill.predictor, medistill.predictor.commands, medistill.predictor.report, "
+    code = ("import sys, medistill.predictor, medistill.predictor.report, "
             "medistill.predictor.indicator; bad = [m for m in sys.modules if m.startswith('medistill.study')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

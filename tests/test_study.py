@@ -252,7 +252,7 @@ def test_per_method_seeds_run_first_seeds_first():
 
 
 def test_seed_spec_on_the_command_line():
-    from medistill.study.commands import _seeds
+    from medistill.cli.study import _seeds
 
     assert _seeds("0,1") == [0, 1]
     assert _seeds("dm,dc=0,1,2;*=0") == {"dm": [0, 1, 2], "dc": [0, 1, 2], "*": [0]}

@@ -1,7 +1,7 @@
 """Predicting distillation success from the random-subset indicator, fitted on a study table.
 
-Imports nothing from :mod:`medistill.study`: the study's command layer hands the predictor's commands
-what they need from it (``commands.StudyAccess``), so imports go one way, study → predictor.
+Imports nothing from :mod:`medistill.study`: the CLI (:mod:`medistill.cli.predict`), above both, joins
+the study's table and tasks with the predictor's fits.
 """
 from .fit import (DEFAULT_METRIC, METRICS, Loso, MethodFit, Point, fit_method, fit_table, leave_one_source_out,
                   points_from_rows)

@@ -2,7 +2,7 @@
 
 Tasks (:mod:`.tasks`) derive many datasets of different difficulty from a few sources; the ``study``
 preset (:mod:`.cells`) is the predictor's evidence grid, costed in advance by :mod:`.cost`. The study
-never imports :mod:`medistill.predictor` (its command layer hands the predictor's commands what they need).
+never imports :mod:`medistill.predictor` (the CLI, above both, joins them for ``predict`` and ``report``).
 """
 from .cells import (BASELINES, DISTILL_METHODS, PRESET_BUDGETS, STUDY_IPCS, STUDY_METHODS, STUDY_SEEDS, STUDY_TASKS,
                     Budget, Cell, grid, shard)

@@ -146,6 +146,21 @@ STUDY_IPCS = (1, 10)
 STUDY_SEEDS = {"dm": [0, 1, 2], "dc": [0, 1, 2], "*": [0]}
 
 
+def grid_axes(preset: str, datasets=None, methods=None, ipcs=None, seeds=None) -> tuple:
+    """(datasets, methods, ipcs, seeds) of a study: each one given, else the preset's default (``study``: the
+    predictor's grid above; any other preset: breastmnist, retinamnist and the simulation set, every method
+    and baseline, IPC 1, seed 0). Per-method seeds of the default keep only the methods run (and ``*``)."""
+    study = preset == "study"
+    datasets = datasets or (list(STUDY_TASKS) if study else ["breastmnist", "retinamnist", "simulation"])
+    methods = methods or list(STUDY_METHODS if study else DISTILL_METHODS + BASELINES)
+    ipcs = ipcs or list(STUDY_IPCS if study else [1])
+    given = seeds is not None
+    seeds = seeds if given else (dict(STUDY_SEEDS) if study else [0])
+    if isinstance(seeds, dict):
+        seeds = {m: v for m, v in seeds.items() if m == "*" or m in methods or given}
+    return datasets, methods, ipcs, seeds
+
+
 def shard(cells: list[Cell], rank: int, world_size: int) -> list[Cell]:
     """Round-robin share of ``rank`` among ``world_size`` processes (cell i goes to rank i mod N)."""
     if world_size < 1 or not 0 <= rank < world_size:

@@ -1,4 +1,4 @@
-"""CLI: ``medistill audit RUN_OR_SET [--out DIR]``: nearest real images, flags, membership inference, report."""
+"""``medistill audit RUN_OR_SET [--out DIR]``: nearest real images, flags, membership inference, report."""
 from __future__ import annotations
 
 import json
@@ -33,6 +33,7 @@ def add_commands(sub) -> None:
 
 
 def _load_set(source: str):
+    """(ImageSet, name) of an exported package folder, a run folder or a .pt set."""
     from ..export import is_package, load_package
     from ..export.run_source import load_run_source
 
@@ -43,10 +44,10 @@ def _load_set(source: str):
 
 
 def cmd_audit(args) -> int:
+    from ..audit.membership import MembershipConfig
+    from ..audit.privacy_audit import AuditConfig, run_audit
+    from ..audit.report import write_report
     from ..data import load_dataset
-    from .membership import MembershipConfig
-    from .privacy_audit import AuditConfig, run_audit
-    from .report import write_report
 
     image_set, name = _load_set(args.source)
     dataset_name = image_set.metadata.get("dataset")

@@ -1,33 +1,22 @@
-"""CLI of the predictor: ``medistill predict`` and ``medistill report`` (parsing and printing only).
+"""``medistill predict`` and ``medistill report``: the predictor, fitted on a study table.
 
-The predictor imports nothing from :mod:`medistill.study`: what these commands need from it — reading
-a study table, loading a task name, a task's source — is handed in as :class:`StudyAccess` by the
-study's command layer, which registers them (imports go one way, study → predictor).
+The predictor imports nothing from :mod:`medistill.study`; what these commands need from the study (reading
+its table, loading a task name, a task's source) is joined here, in the CLI above both.
 """
 from __future__ import annotations
 
 import json
 import sys
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
+import torch
 
 DEFAULT_TABLE = "results/study/study.csv"
 DEFAULT_CACHE = "runs/study/.random_baselines"
 
 
-@dataclass(frozen=True)
-class StudyAccess:
-    read_table: Callable  # path → rows
-    load_dataset: Callable  # (name, root, size, verify_md5) → ImageDataset (MedMNIST name, task name or folder)
-    source_of: Callable  # name → source key
-
-
-def add_commands(sub, study: StudyAccess) -> None:
-    import torch
-
-    from .fit import DEFAULT_METRIC, METRICS
+def add_commands(sub) -> None:
+    from ..predictor.fit import DEFAULT_METRIC, METRICS
 
     p = sub.add_parser("predict", help="predict each method's score on a dataset from its random-subset indicator")
     p.add_argument("--dataset", required=True,
@@ -49,17 +38,19 @@ def add_commands(sub, study: StudyAccess) -> None:
     p.add_argument("--allow-md5-mismatch", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.set_defaults(func=cmd_predict, study=study)
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("report", help="study report: fits, leave-one-source-out, validity, scatter and calibration plots")
     p.add_argument("--table", default=DEFAULT_TABLE)
     p.add_argument("--out", required=True, help="folder for report.md, scatter.png and calibration.png")
     p.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS), help="the primary metric")
     p.add_argument("--preset", default=None, help="the budget preset to report (default: the table's most common)")
-    p.set_defaults(func=cmd_report, study=study)
+    p.set_defaults(func=cmd_report)
 
 
-def _table_rows(path: str, read_table) -> list[dict]:
+def _table_rows(path: str) -> list[dict]:
+    from ..study.table import read_table
+
     if not Path(path).exists():
         raise ValueError(f"no study table at {path}. Produce one with `medistill study --preset study` "
                          "(results/study/README.md), or pass --table PATH")
@@ -67,16 +58,6 @@ def _table_rows(path: str, read_table) -> list[dict]:
     if not rows:
         raise ValueError(f"the study table {path} has no finished cells yet")
     return rows
-
-
-def _protocol(rows: list[dict], preset: str, args) -> tuple[int, int, int | None]:
-    """(subsets, networks, epochs) of the table's indicator for ``preset``, overridden by the flags."""
-    mine = [r for r in rows if str(r.get("preset")) == str(preset) and r.get("random_accuracy_mean") is not None]
-    subsets = Counter(r.get("random_subsets") or 5 for r in mine).most_common(1)[0][0] if mine else 5
-    plain = [r for r in mine if r["method"] in ("random", "herding", "kcenter")] or mine
-    models = Counter(r.get("eval_models") for r in plain).most_common(1)[0][0] if plain else 2
-    epochs = Counter(r.get("eval_epochs") for r in plain).most_common(1)[0][0] if plain else None
-    return (args.subsets or subsets, args.models or models, args.epochs or epochs)
 
 
 def _interval(iv, signed: bool = False) -> str:
@@ -87,12 +68,13 @@ def _interval(iv, signed: bool = False) -> str:
 
 
 def cmd_predict(args) -> int:
+    from ..predictor.fit import MIN_SUBSETS, fit_table, ordered_methods, resolve_preset
+    from ..predictor.indicator import measure_indicator, table_protocol
+    from ..predictor.predict import predict_all, recommend
     from ..selection import check_ipc
-    from .fit import MIN_SUBSETS, fit_table, ordered_methods, resolve_preset
-    from .indicator import measure_indicator
-    from .predict import predict_all, recommend
+    from ..study.tasks import TaskLoader, task_source
 
-    rows = _table_rows(args.table, args.study.read_table)
+    rows = _table_rows(args.table)
     preset = resolve_preset(rows, args.preset)
     if preset is None:
         raise ValueError(f"{args.table} has no method rows to fit (only random/full cells)")
@@ -100,14 +82,15 @@ def cmd_predict(args) -> int:
     methods = ordered_methods({f.method for f in fits})
     if args.method is not None and args.method not in methods:
         raise ValueError(f"method {args.method!r} has no rows in {args.table}; methods there: {', '.join(methods)}")
-    subsets, models, epochs = _protocol(rows, preset, args)
+    subsets, models, epochs = table_protocol(rows, preset)  # the flags override the table's
+    subsets, models, epochs = args.subsets or subsets, args.models or models, args.epochs or epochs
     if subsets < 2:
         raise ValueError(f"--subsets must be ≥ 2 (the indicator needs a spread over subsets), got {subsets}")
-    dataset = args.study.load_dataset(args.dataset, args.data_root, args.size, not args.allow_md5_mismatch)
+    dataset = TaskLoader(args.data_root, args.size, not args.allow_md5_mismatch).load(args.dataset)
     for notice in dataset.notices:
         print(f"{dataset.name}: {notice}")
     check_ipc(dataset, args.ipc)
-    source = args.study.source_of(args.dataset)
+    source = task_source(args.dataset)
     print(f"{dataset.name} (source {source}) · IPC {args.ipc} · {args.metric} · indicator: {subsets} random subsets × "
           f"{models} network(s) × {epochs} epochs · fits: {args.table}, preset {preset}")
     measured = measure_indicator(dataset, args.ipc, subsets, models, epochs, device=args.device,
@@ -148,9 +131,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from ..predictor.report import write_report
 
-    rows = _table_rows(args.table, args.study.read_table)
+    rows = _table_rows(args.table)
     paths = write_report(rows, args.out, args.table, metric=args.metric, preset=args.preset,
                          command="medistill report " + " ".join(sys.argv[2:]))
     print(f"wrote {', '.join(str(p) for p in paths.values())} ({len(rows)} cells)")

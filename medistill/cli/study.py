@@ -1,10 +1,11 @@
-"""CLI of the study (``medistill study``), and the hook that adds the predictor's ``predict`` and ``report``
-(handing them what they need from the study, so that the predictor never imports it)."""
+"""``medistill study``: a grid of distillations and baselines into one results table (resumable, shardable)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+
+import torch
 
 
 def _list(text: str) -> list[str]:
@@ -33,10 +34,7 @@ def _seeds(text: str):
 
 
 def add_commands(sub) -> None:
-    """Add ``study``, ``predict`` and ``report`` to the ``medistill`` subcommands."""
-    import torch
-
-    from .cells import BASELINES, DISTILL_METHODS, STUDY_METHODS
+    from ..study.cells import BASELINES, DISTILL_METHODS, STUDY_METHODS
 
     p = sub.add_parser("study", help="grid of distillations and baselines into one results table (resumable, shardable)")
     p.add_argument("--datasets", type=_list, default=None,
@@ -76,30 +74,9 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.set_defaults(func=cmd_study)
 
-    from ..predictor.commands import StudyAccess, add_commands as add_predictor_commands
-    from .table import read_table
-    from .tasks import TaskLoader, task_source
-
-    add_predictor_commands(sub, StudyAccess(
-        read_table=read_table, source_of=task_source,
-        load_dataset=lambda name, root, size, verify_md5: TaskLoader(root, size, verify_md5).load(name)))
-
-
-def _grid_arguments(args):
-    from .cells import BASELINES, DISTILL_METHODS, STUDY_IPCS, STUDY_METHODS, STUDY_SEEDS, STUDY_TASKS
-
-    study = args.preset == "study"
-    datasets = args.datasets or (list(STUDY_TASKS) if study else ["breastmnist", "retinamnist", "simulation"])
-    methods = args.methods or list(STUDY_METHODS if study else DISTILL_METHODS + BASELINES)
-    ipcs = args.ipcs or list(STUDY_IPCS if study else [1])
-    seeds = args.seeds if args.seeds is not None else (dict(STUDY_SEEDS) if study else [0])
-    if isinstance(seeds, dict):
-        seeds = {m: v for m, v in seeds.items() if m == "*" or m in methods or args.seeds is not None}
-    return datasets, methods, ipcs, seeds
-
 
 def _print_estimate(cells, done, computer, budget, world_size: int) -> None:
-    from .cost import TaskSize, cell_costs, summary
+    from ..study.cost import TaskSize, cell_costs, summary
 
     sizes = {name: TaskSize.of(computer.dataset(name)) for name in {c.dataset for c in cells}}
     costs = cell_costs(cells, sizes, budget)
@@ -119,16 +96,16 @@ def _print_estimate(cells, done, computer, budget, world_size: int) -> None:
 
 
 def cmd_study(args) -> int:
-    from .cells import Budget, grid, shard
-    from .compute import CellComputer
-    from .runner import run_study
-    from .table import ResultsTable
+    from ..study.cells import Budget, grid, grid_axes, shard
+    from ..study.compute import CellComputer
+    from ..study.runner import run_study
+    from ..study.table import ResultsTable
 
     rank = args.rank if args.rank is not None else int(os.environ.get("RANK", 0))
     world_size = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", 1))
     budget = Budget(args.preset, args.iterations, args.eval_models, args.eval_epochs, args.full_epochs,
                     args.random_subsets)
-    datasets, methods, ipcs, seeds = _grid_arguments(args)
+    datasets, methods, ipcs, seeds = grid_axes(args.preset, args.datasets, args.methods, args.ipcs, args.seeds)
     for d in args.import_runs:
         if not os.path.isdir(d):
             raise ValueError(f"--import-runs {d}: no such folder")
