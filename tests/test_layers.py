@@ -32,11 +32,7 @@ LAYERS = [
 LEVEL = {area: level for level, areas in enumerate(LAYERS) for area in areas}
 
 # Known exceptions, each (importing module, imported module, name): to be removed, not added to.
-PRIVATE_EXCEPTIONS = {
-    # the study checks an imported expert bank against the manifest a bank of its config would have; the
-    # function is still private in medistill/methods/experts.py (rename it there to make it public)
-    ("medistill.study.compute", "medistill.methods.experts", "_manifest"),
-}
+PRIVATE_EXCEPTIONS: set[tuple[str, str, str]] = set()
 UPWARD_EXCEPTIONS: set[tuple[str, str]] = set()  # (importing module, imported module)
 
 

@@ -70,7 +70,7 @@ class ExpertConfig:
 ZCA_FILE = "zca.pt"
 
 
-def _manifest(dataset: ImageDataset, config: ExpertConfig, param_count: int) -> dict:
+def bank_manifest(dataset: ImageDataset, config: ExpertConfig, param_count: int) -> dict:
     """The bank's manifest. ZCA keys appear only for a ZCA bank, so banks made before ZCA existed still match."""
     settings = {k: v for k, v in asdict(config).items() if k not in ("num_experts", "zca")}
     manifest = {"dataset": dataset.name, "dataset_md5": dataset.md5, "channels": dataset.channels,
@@ -172,7 +172,7 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
     dist = dist or DistContext(device=device)
     folder = Path(folder)
     probe = build_model(config.model, dataset.channels, dataset.num_classes, dataset.image_size)
-    manifest = _manifest(dataset, config, sum(p.numel() for p in probe.parameters()))
+    manifest = bank_manifest(dataset, config, sum(p.numel() for p in probe.parameters()))
     zca = fit_zca(dataset, DEFAULT_EPS) if config.zca else None
     check_same_config(dist, {**manifest, "num_experts": config.num_experts, "folder": str(folder)},
                       "expert configuration")

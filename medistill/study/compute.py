@@ -42,7 +42,7 @@ from ..data import ImageDataset, ImageSet
 from ..evaluate import EvalConfig, compare_with_random, evaluate_set
 from ..ops.dsa_params import DEFAULT_STRATEGY
 from ..methods import ExpertConfig, build_experts, distill, make_config
-from ..methods.experts import _manifest, expert_path
+from ..methods.experts import bank_manifest, expert_path
 from ..methods.checkpoint import RESUME_NEUTRAL, config_mismatch, load_json
 from ..methods.runner import run_config_of
 from ..run_lock import RunLock
@@ -186,7 +186,7 @@ class CellComputer:
 
         Looked for as ``experts-<dataset>-<preset>`` (scripts/run_method_results.sh's name).
         """
-        expected = _manifest(dataset, self._expert_config(config), self._param_count(dataset, config))
+        expected = bank_manifest(dataset, self._expert_config(config), self._param_count(dataset, config))
         for d in self.import_dirs:
             bank = d / f"experts-{dataset.name}-{self.budget.tag}"
             manifest = bank / "manifest.json"
