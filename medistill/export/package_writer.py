@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import DataError, ImageSet
+from ..ops.dsa_params import DEFAULT_STRATEGY
 from ..data.imageset import environment_versions
 from .image_arrays import medmnist_arrays, zca_arrays
 from .manifest import write_manifest
@@ -77,7 +78,7 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
         "hyperparameters": hyper,
         "learned_lr": s.learned_lr,
         "evaluate_with_dsa": bool(meta.get("evaluate_with_dsa", False)),
-        "dsa_strategy": hyper.get("dsa_strategy", "color_crop_cutout_flip_scale_rotate"),
+        "dsa_strategy": hyper.get("dsa_strategy", DEFAULT_STRATEGY),
         "class_names": list(s.class_names),
         "normalization": {"mean": s.mean.tolist(), "std": s.std.tolist(),
                           "rule": "normalized = (pixels - mean[c]) / std[c]; pixels in [0, 1] scale"},

@@ -11,10 +11,11 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from ..ops.dsa_params import DEFAULT_STRATEGY
 from ..privacy.settings import check_dp_config
 from .precision import check_amp
 
-DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+DSA_STRATEGY = DEFAULT_STRATEGY  # the six families of medistill.ops, in order: color_crop_cutout_flip_scale_rotate
 
 # Published (outer_loop, inner_loop) of DC/DSA by IPC.
 DC_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
