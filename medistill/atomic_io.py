@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 
 
-def _atomic(path, write) -> Path:
+def atomic_write(path, write) -> Path:
+    """Call ``write(tmp)`` to write a temp file beside ``path`` (any writer: torch.save, savefig, …), then
+    rename it over ``path``; the temp file is removed when ``write`` fails."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
@@ -26,9 +28,9 @@ def _atomic(path, write) -> Path:
 
 def atomic_torch_save(obj, path) -> Path:
     """torch.save(obj) to ``path`` atomically."""
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def atomic_write_text(path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -67,7 +67,8 @@ cd "$WORK"
 "$V" "$REPO/scripts/smoke_ops.py" --require-kernels
 "$V" - <<'PY'
 import importlib, pkgutil, medistill
-names = [m.name for m in pkgutil.walk_packages(medistill.__path__, "medistill.") if m.name != "medistill.__main__"]
+names = [m.name for m in pkgutil.walk_packages(medistill.__path__, "medistill.")
+         if not m.name.endswith(".__main__")]  # `python -m` entry points run the CLI when imported
 for name in names:
     importlib.import_module(name)  # fails on an import of an undeclared dependency
 assert "site-packages" in medistill.__file__, medistill.__file__

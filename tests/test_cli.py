@@ -10,7 +10,7 @@ def test_info_reports_build_and_data(data_root, capsys):
     assert main(["info", "--data-root", str(data_root)]) == 0
     out = capsys.readouterr().out
     assert "CPU kernels:" in out and "CUDA kernels:" in out
-    assert "breastmnist      found" in out and "chestmnist       refused" in out
+    assert "breastmnist      found" in out and "chestmnist       missing" in out
 
 
 def test_baseline_then_evaluate(data_root, tmp_path, capsys):

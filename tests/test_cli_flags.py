@@ -31,6 +31,8 @@ SAMPLES = {
     "cache": "{fresh}",
     # image-folder loading (flags of the parser's "image folders" group run with --dataset on a generated folder)
     "split_dirs": "train=Training,test=Testing", "test_fraction": "0.25", "split_seed": "3",
+    # differentially private DM (docs/privacy.md)
+    "dp_epsilon": "8", "dp_delta": "1e-5", "dp_clip": "10", "dp_sample_rate": "0.5",
 }
 # Folder flags run on a generated folder without split folders, except those that name split folders.
 FOLDER_FOR = {"split_dirs": "{split_folder}"}
@@ -64,6 +66,7 @@ WITH = {
     ("distill", "--experts"): ["--method", "mtt", "--set", "max_start_epoch=1", "--set", "expert_epochs=1",
                                "--set", "syn_steps=1"],
     ("study", "--import-only"): ["--import-runs", "{study_runs}", "--out", "{fresh}"],
+    **{("distill", flag): ["--dp-epsilon", "8"] for flag in ("--dp-delta", "--dp-clip", "--dp-sample-rate")},
 }
 
 

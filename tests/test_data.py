@@ -39,9 +39,28 @@ def test_unknown_dataset_lists_valid_names():
         load_medmnist("notamnist")
 
 
-def test_chestmnist_multilabel_refused():
-    with pytest.raises(DataError, match="multi-label"):
-        load_medmnist("chestmnist")
+def test_chestmnist_is_loadable_not_refused(tmp_path):
+    # multi-label data is supported (tests/test_multilabel.py): a missing file is only missing
+    with pytest.raises(DataError, match="MedMNIST file not found") as err:
+        load_medmnist("chestmnist", root=tmp_path)
+    assert "multi-label" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["breastmnist", "retinamnist"])
+def test_uint8_storage_gives_the_numbers_of_a_float_copy(data_root, name):
+    """Images stay uint8 and are normalised per batch: the same bits as normalising a float copy of the split."""
+    from medistill.data.normalize import channel_stats, normalize, to_float_nchw
+
+    d = load_medmnist(name, root=data_root)
+    with np.load(data_root / f"{name}.npz") as npz:
+        floats = {s: to_float_nchw(npz[f"{s}_images"]) for s in ("train", "val", "test")}
+    mean, std = channel_stats(floats["train"])
+    assert torch.equal(d.mean, mean) and torch.equal(d.std, std)
+    assert d.memory_bytes == sum(x.numel() for x in floats.values())  # one byte a pixel
+    for split, x in floats.items():
+        assert torch.equal(getattr(d, f"{split}_images"), normalize(x, mean, std))
+    idx = torch.randperm(len(floats["train"]), generator=torch.Generator().manual_seed(0))[:37]
+    assert torch.equal(d.batch("train", idx), normalize(floats["train"], mean, std)[idx])
 
 
 def test_unknown_size():

@@ -23,7 +23,7 @@ README = REPO / "README.md"
 OPS_DOC = REPO / "docs" / "ops.md"
 # pages whose command lines are checked (docs/evaluation.md and the RESULTS templates have their own owners)
 COMMAND_PAGES = [README] + [REPO / "docs" / f"{name}.md" for name in
-                            ("methods", "ops", "formats", "scale-out", "study", "audit")]
+                            ("methods", "ops", "formats", "scale-out", "study", "audit", "privacy")]
 
 
 def python_block(path: Path, marker: str) -> str:

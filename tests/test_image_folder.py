@@ -384,3 +384,37 @@ def test_cli_folder_options_refused_for_medmnist(capsys):
 
     assert main(["baseline", "--dataset", "breastmnist", "--channels", "3", "--models", "1", "--epochs", "1"]) == 2
     assert "--channels: for image folders only" in capsys.readouterr().err
+
+
+def test_provenance_travels_into_the_run_folder_and_the_export(tmp_path):
+    import json
+
+    from medistill.cli import main
+    from medistill.data import ImageSet
+
+    make_folder(tmp_path / "ds" / "train", per_class=4)
+    make_folder(tmp_path / "ds" / "test", per_class=2, seed=1)
+    run = tmp_path / "run"
+    assert main(["distill", "--dataset", str(tmp_path / "ds"), "--method", "dm", "--ipc", "1", "--iterations", "2",
+                 "--eval-models", "0", "--threads", "1", "--device", "cpu", "--out", str(run)]) == 0
+    expected = load_image_folder(tmp_path / "ds").provenance
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset_provenance"]["content_md5"] == expected["content_md5"]
+    assert config["dataset_provenance"]["files"] == 12
+    assert ImageSet.load(run).metadata["dataset_provenance"] == config["dataset_provenance"]
+    assert main(["export", str(run), "--out", str(tmp_path / "pkg")]) == 0
+    manifest = json.loads((tmp_path / "pkg" / "metadata.json").read_text())
+    assert manifest["source_dataset"]["provenance"]["content_md5"] == expected["content_md5"]
+    assert expected["content_md5"] in (tmp_path / "pkg" / "README.md").read_text()
+    # evaluate reads the folder again with the recorded settings: the run folder, the package, a moved folder
+    score = ["--models", "1", "--epochs", "1", "--threads", "1", "--device", "cpu"]
+    assert main(["evaluate", str(run), *score]) == 0
+    assert main(["evaluate", str(tmp_path / "pkg"), *score]) == 0
+    moved = shutil.move(str(tmp_path / "ds"), str(tmp_path / "moved"))
+    assert main(["evaluate", str(run), *score]) == 2  # not there any more: named, with the way out
+    assert main(["evaluate", str(run), "--dataset", moved, *score]) == 0
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(Path(moved) / "test" / "benign" / "000.png")
+    with pytest.raises(DataError, match="changed since the set was distilled"):
+        from medistill.data import reload_image_folder
+
+        reload_image_folder(config["dataset_provenance"], config["dataset_md5"], path=moved)

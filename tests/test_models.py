@@ -1,4 +1,5 @@
-"""ConvNet (fused and unfused blocks) and ResNet-18 shapes for 1/3 channels at 28/32/64 px, and seeded initialisation."""
+"""ConvNet (fused and unfused blocks) and ResNet-18 shapes for 1/3 channels at 28/32/64/128/224 px, the ConvNet's
+depth rule, and seeded initialisation."""
 import pytest
 import torch
 
@@ -9,12 +10,30 @@ needs_ops = pytest.mark.skipif(not has_ops(), reason="medistill._C not built")
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("size,features", [(28, 2048), (32, 2048), (64, 8192)])
+@pytest.mark.parametrize("size,features", [(28, 2048), (32, 2048), (64, 2048), (128, 2048), (224, 6272)])
 def test_convnet_shapes(channels, size, features):
     net = ConvNet(channels, 7, size)
-    x = torch.randn(2, channels, size, size)
-    assert net.embed(x).shape == (2, features)
-    assert net(x).shape == (2, 7)
+    x = torch.randn(1 if size > 64 else 2, channels, size, size)
+    assert net.embed(x).shape == (len(x), features)
+    assert net(x).shape == (len(x), 7)
+
+
+@pytest.mark.parametrize("size,depth", [(16, 3), (28, 3), (32, 3), (63, 3), (64, 4), (100, 4), (127, 4), (128, 5),
+                                        (224, 5), (255, 5), (256, 6), (512, 7)])
+def test_convnet_depth_rule(size, depth):
+    from medistill.models import default_depth
+
+    # 3 blocks below 64 px, then one per doubling (the published ConvNetD4/D5/D6 at 64/128/256 px)
+    assert default_depth(size) == depth
+    net = ConvNet(1, 2, size)
+    assert net.depth == depth and sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == depth
+    assert ConvNet(1, 2, size, depth=2).depth == 2  # an explicit depth wins (convnet_d2, convnet_d4)
+    assert build_model("convnet_d4", 1, 2, size).depth == 4
+
+
+def test_28px_keeps_the_pad_3_rule():
+    assert ConvNet(1, 2, 28).features[0].padding == (3, 3) and ConvNet(3, 2, 32).features[0].padding == (1, 1)
+    assert ConvNet(1, 2, 64).features[0].padding == (1, 1)
 
 
 def test_convnet_parameter_count_matches_reference():
@@ -71,15 +90,19 @@ def _fused_and_unfused(channels, size, seed=0):
 def test_fused_convnet_matches_unfused(channels, size):
     fused, unfused = _fused_and_unfused(channels, size)
     assert fused.state_dict().keys() == unfused.state_dict().keys()
-    x = torch.randn(6, channels, size, size)
+    x = torch.randn(6, channels, size, size, generator=torch.Generator().manual_seed(1))
     y = torch.arange(6) % 5
     grads = []
     for net in (fused, unfused):
         xi = x.clone().requires_grad_(True)
         loss = torch.nn.functional.cross_entropy(net(xi), y)
         grads.append((net(x), *torch.autograd.grad(loss, [xi, *net.parameters()])))
-    for a, b in zip(*grads):  # float32 rounding differs by CPU (ATen's conv kernels per ISA): ~1e-4
-        torch.testing.assert_close(a, b, atol=5e-4, rtol=1e-3)
+    for a, b in zip(*grads):
+        # float32 rounding differs by CPU (ATen's conv kernels per ISA): a weight gradient sums thousands of
+        # products, so single elements near 0 can differ by ~1e-3 of the tensor's scale (seen on a CI machine);
+        # compare each tensor as a whole: a wrong fused kernel is off by O(1) of the norm.
+        assert a.shape == b.shape
+        assert float((a - b).norm()) <= 1e-4 * float(b.norm()) + 1e-6, float((a - b).norm() / b.norm())
 
 
 @needs_ops

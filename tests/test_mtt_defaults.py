@@ -124,7 +124,7 @@ def test_experts_train_with_align_corners_true_and_the_bank_records_it(tiny, ban
 def test_resume_mid_pass_equals_uninterrupted(tiny, bank, tmp_path):
     cfg = make_config("mtt", 1, "quick", expert_dir=str(bank), iterations=5, **FAST)
     distill(tiny, "mtt", cfg, tmp_path / "full", progress=False)
-    distill(tiny, "mtt", cfg, tmp_path / "split", progress=False, stop_after=3)  # checkpoint at 2, runs 3
+    distill(tiny, "mtt", cfg, tmp_path / "split", progress=False, stop_after=2)  # checkpoint where it stops, at 2
     walk = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["method"]["extra"]["expert_pass"]
     assert walk["position"] == 2 and sorted(walk["order"]) == [0, 1, 2]  # two experts into a pass of three
     distill(tiny, "mtt", cfg, tmp_path / "split", resume=True, progress=False)  # 3 … 5 wraps into a new pass

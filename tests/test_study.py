@@ -179,8 +179,11 @@ def test_real_study_on_breastmnist_resumes_and_imports_run_folders(tmp_path, dat
     (dm_id,) = [k for k in rows if "-dm-" in k]
     dm, rnd = rows[dm_id], rows[dm_id.replace("-dm-", "-random-")]
     assert dm["images"] == 2 and dm["eval_augment"] and not dm["reused"] and 0 <= dm["accuracy_mean"] <= 1
-    assert dm["random_accuracy_mean"] is not None and rnd["random_accuracy_mean"] == rnd["accuracy_mean"]
-    assert Path(dm["run_folder"], "metrics.json").exists()
+    assert dm["source"] == "breastmnist" and dm["classes"] == 2
+    # one indicator per (task, IPC): the random cell's score, shared by the DM row (not DM's own protocol)
+    assert rnd["random_accuracy_mean"] == rnd["accuracy_mean"] == dm["random_accuracy_mean"]
+    assert dm["random_subsets"] == 5 and dm["verdict"] in ("beats random", "does not beat random")
+    assert Path(dm["run_folder"], "study_metrics.json").exists()
     capsys.readouterr()
     assert main(args + ["--out", str(out), "--runs", str(runs)]) == 0
     assert "0 computed, 2 already done" in capsys.readouterr().out
@@ -229,3 +232,125 @@ def test_simulation_dataset_combines_datasets_as_classes(data_root):
     first = grey[0, 0]
     raw = breast.denormalize(breast.train_images)[:, 0]
     assert (raw - first).abs().flatten(1).max(1).values.min() < 1e-5
+
+
+# the study preset, per-method seeds, tasks, cost estimate, work stealing -------------------------------------------
+
+
+def test_per_method_seeds_run_first_seeds_first():
+    from medistill.study.cells import seeds_by_method
+
+    cells = grid(["a", "b"], ["random", "dm"], [1, 10], {"dm": [0, 1, 2], "*": [0]}, Budget("study"))
+    ids = [c.id for c in cells]
+    assert len(ids) == len(set(ids)) == 2 * 2 * (1 + 3)
+    firsts = [c for c in cells if c.seed == 0]
+    assert cells[:len(firsts)] == firsts  # every task and method once before any further seed
+    assert [c.id for c in cells[len(firsts):len(firsts) + 2]] == ["a-dm-ipc1-study-s1", "a-dm-ipc1-study-s2"]
+    assert seeds_by_method([0, 1], ["dm", "dc"]) == {"dm": [0, 1], "dc": [0, 1]}
+    with pytest.raises(ValueError, match="does not run"):
+        seeds_by_method({"mtt": [0]}, ["dm"])
+
+
+def test_seed_spec_on_the_command_line():
+    from medistill.cli.study import _seeds
+
+    assert _seeds("0,1") == [0, 1]
+    assert _seeds("dm,dc=0,1,2;*=0") == {"dm": [0, 1, 2], "dc": [0, 1, 2], "*": [0]}
+
+
+def test_study_preset_grid_covers_twelve_tasks_from_three_sources():
+    from medistill.study.cells import STUDY_METHODS, STUDY_SEEDS, STUDY_TASKS, method_overrides
+    from medistill.study.tasks import task_source
+
+    sources = {task_source(t) for t in STUDY_TASKS}
+    assert {"breastmnist", "retinamnist", "brain"} <= sources
+    singles = [t for t in STUDY_TASKS if "+" not in task_source(t)]
+    assert len(singles) >= 12 and any("+" in task_source(t) for t in STUDY_TASKS)  # + the simulation set
+    budget = Budget("study")
+    cells = grid(list(STUDY_TASKS), list(STUDY_METHODS), [1, 10], STUDY_SEEDS, budget)
+    per = {m: sum(c.method == m for c in cells) for m in STUDY_METHODS}
+    n = len(STUDY_TASKS) * 2
+    assert per["dm"] == per["dc"] == 3 * n and per["dsa"] == per["mtt"] == per["random"] == n
+    assert budget.resolved("random_subsets") >= 5 and budget.resolved("method_preset") == "quick"
+    assert method_overrides(budget, "dm", 10) == {}  # the quick preset's distillation, unchanged
+    assert method_overrides(Budget("study", iterations=7), "dc", 1) == {"iterations": 7}
+    assert budget.resolved("eval_models") == 3 and budget.resolved("eval_epochs") == 300
+
+
+def test_cost_model_charges_shared_work_once():
+    from medistill.study.cost import TaskSize, cell_costs, score_seconds, step_seconds, summary, train_seconds
+
+    budget = Budget("study")
+    cells = grid(["a", "b"], ["random", "herding", "kcenter", "dm", "mtt"], [1, 10], {"dm": [0, 1], "*": [0]}, budget)
+    sizes = {"a": TaskSize(2, 500, 100), "b": TaskSize(4, 5000, 1000)}
+    costs = cell_costs(cells, sizes, budget)
+    charged = lambda part: [x["cell"].id for x in costs if part in x["parts"]]
+    assert charged("indicator") == [f"{d}-random-ipc{i}-study-s0" for i in (1, 10) for d in "ab"]
+    assert charged("embedding") == ["a-herding-ipc1-study-s0", "b-herding-ipc1-study-s0"]
+    assert charged("experts") == ["a-mtt-ipc1-study-s0", "b-mtt-ipc1-study-s0"]
+    by_id = {x["cell"].id: x for x in costs}
+    assert by_id["b-dm-ipc10-study-s1"]["seconds"] > by_id["a-dm-ipc10-study-s1"]["seconds"]
+    assert train_seconds(512 + 20, 1, False) == pytest.approx(2 * (2 * step_seconds(256) + step_seconds(20)))
+    assert score_seconds(20, sizes["a"], 2, 150, False) == pytest.approx(2 * (train_seconds(20, 150, False) + 100 * 0.0015))
+    total = summary(costs, 2)
+    assert total["cpu_hours"] == pytest.approx(sum(x["seconds"] for x in costs) / 3600)
+    assert total["wall_hours"] == pytest.approx(total["cpu_hours"] / 2)
+
+
+def test_the_whole_study_grid_fits_about_twelve_cpu_hours(data_root):
+    from medistill.study.cells import STUDY_METHODS, STUDY_SEEDS, STUDY_TASKS
+    from medistill.study.cost import TaskSize, cell_costs, summary
+    from medistill.study.tasks import TaskLoader
+
+    loader = TaskLoader()
+    sizes = {t: TaskSize.of(loader.load(t)) for t in STUDY_TASKS}
+    budget = Budget("study")
+    cells = grid(list(STUDY_TASKS), list(STUDY_METHODS), [1, 10], STUDY_SEEDS, budget)
+    hours = summary(cell_costs(cells, sizes, budget), 2)["cpu_hours"]
+    assert 6 <= hours <= 12.5
+
+
+def test_steal_takes_the_other_shards_unclaimed_cells(tmp_path):
+    cells = small_grid()
+    alone = run_study(cells, tmp_path / "s", fake_row, rank=0, world_size=2, log=lambda _: None, steal=True)
+    assert len(alone.computed) == len(cells)
+    plain = run_study(cells, tmp_path / "p", fake_row, rank=0, world_size=2, log=lambda _: None)
+    assert len(plain.computed) == len(shard(cells, 0, 2))
+    # the other shard's cell in progress (claimed by a live process) is left to it
+    board = ClaimBoard(tmp_path / "q" / "claims", ResultsTable(tmp_path / "q").locked)
+    board.path(cells[1].id).parent.mkdir(parents=True)
+    board.path(cells[1].id).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "time": 0}))
+    busy = run_study(cells, tmp_path / "q", fake_row, rank=0, world_size=2, log=lambda _: None, steal=True)
+    assert busy.busy == [cells[1].id] and len(busy.computed) == len(cells) - 1
+
+
+def test_herding_and_kcenter_share_one_cached_embedding(tmp_path, breast, monkeypatch):
+    from medistill.selection import select
+    from medistill.study import compute
+    from medistill.study.compute import CellComputer
+
+    monkeypatch.setattr(compute, "EMBED_EPOCHS", 1)
+    computer = CellComputer(Budget("study"), tmp_path, progress=False)
+    calls = []
+    real = compute.embedding_features
+    monkeypatch.setattr(compute, "embedding_features", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for selector in ("herding", "kcenter"):
+        for ipc in (1, 3):
+            mine = computer.selection(breast, selector, ipc, seed=0)
+            theirs = select(breast, selector, ipc, seed=0, embed_epochs=1)
+            assert mine.metadata == theirs.metadata and torch.equal(mine.images, theirs.images)
+    assert len(calls) == 1
+
+
+def test_study_of_a_task_records_its_source_and_class_count(tmp_path, data_root, capsys):
+    out = tmp_path / "out"
+    args = ["study", "--datasets", "retinamnist:0v1+2+3+4", "--methods", "random,dm", "--ipcs", "1",
+            "--iterations", "2", "--eval-models", "1", "--eval-epochs", "2", "--threads", "1", "--out", str(out),
+            "--runs", str(tmp_path / "runs")]
+    assert main(args + ["--dry-run", "--world-size", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "retinamnist:0v1-4-random-ipc1-quick~" in printed and "of CPU" in printed and "indicator" in printed
+    assert main(args) == 0
+    rows = read_table(out / "study.csv")
+    assert {r["dataset"] for r in rows} == {"retinamnist:0v1-4"}
+    assert {r["source"] for r in rows} == {"retinamnist"} and {r["classes"] for r in rows} == {2}

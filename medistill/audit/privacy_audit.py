@@ -76,8 +76,12 @@ class AuditResult:
 
 
 def check_compatible(image_set: ImageSet, dataset: ImageDataset) -> None:
-    """DataError when the set cannot have come from ``dataset`` (shape, classes, source MD5)."""
-    shape, expected = tuple(image_set.images.shape[1:]), tuple(dataset.train_images.shape[1:])
+    """DataError when the set cannot have come from ``dataset`` (shape, classes, source MD5), or is multi-label
+    (the membership attack thresholds a per-image cross-entropy over one class per image)."""
+    if dataset.multilabel or image_set.multilabel:
+        raise DataError(f"the privacy audit scores one class per image; {dataset.name} is {dataset.task}, which it "
+                        "does not audit")
+    shape, expected = tuple(image_set.images.shape[1:]), tuple(dataset.image_shape)
     if shape != expected:
         raise DataError(f"set images are {shape} (C, H, W) but {dataset.name} images are {expected}")
     if image_set.num_classes != dataset.num_classes:
@@ -221,6 +225,7 @@ def run_audit(image_set: ImageSet, dataset: ImageDataset, config: AuditConfig = 
         "flagged_indices": spaces["pixel_l2"]["flagged_indices"],
         "spaces": spaces,
         "membership_inference": membership,
+        "privacy": meta.get("privacy"),  # a DP-DM set's guarantee, reported next to these empirical checks
         "config": {**dataclasses.asdict(config), "embedding_network": f"convnet, {config.embed_epochs} epochs on the "
                    f"real train split, seed {config.seed}, evaluation optimiser; 2048-d embed()"},
     }

@@ -91,6 +91,12 @@ def _markdown(result: AuditResult, pictures: dict[str, str]) -> str:
              f"Real-to-real: leave-one-out over {px['reference_queries']} real images; exact duplicates inside the real "
              f"training split: {px['real_exact_duplicates']}. A ratio near 0 means the synthetic images sit on real ones; "
              "near or above 1 means they are no closer to a real image than real images are to each other.", ""]
+    if s.get("privacy"):
+        from ..privacy import privacy_line
+
+        lines += ["## Formal guarantee (DP-DM)", "", privacy_line(s["privacy"]) + ".",
+                  "The checks above and below are empirical; the guarantee bounds what any attack can learn about one "
+                  "training image. This report itself shows real training images: it stays at the sending site.", ""]
     if mi:
         lines += ["## Membership inference (loss-threshold attack)", "",
                   f"{mi['config']['num_models']} ConvNets × {mi['config']['epochs']} epochs trained on the set (lr {mi['config']['lr']:g}, "

@@ -1,12 +1,13 @@
-"""Datasets as normalised tensors: MedMNIST files from a local root, or a user's image folder."""
+"""Datasets served as normalised float batches: MedMNIST files from a local root (any size, uint8 in memory), or a
+user's image folder."""
 from __future__ import annotations
 
 import os
 
-from .dataset import ImageDataset
+from .dataset import NO_FINDING, ImageDataset, SplitImages, is_multilabel_task
 from .combined import NAME as COMBINED_NAME, load_combined
 from .errors import DataError
-from .image_folder import load_image_folder
+from .image_folder import load_image_folder, reload_image_folder
 from .imageset import ImageSet
 from .medmnist_files import dataset_names, default_root, file_md5, load_medmnist, locate, official_md5
 from .zca import ZCA, fit_zca, whiten_dataset
@@ -44,12 +45,16 @@ __all__ = [
     "DataError",
     "ImageDataset",
     "ImageSet",
+    "NO_FINDING",
+    "SplitImages",
+    "is_multilabel_task",
     "dataset_names",
     "default_root",
     "file_md5",
     "load_combined",
     "load_dataset",
     "load_image_folder",
+    "reload_image_folder",
     "load_medmnist",
     "locate",
     "official_md5",

@@ -36,12 +36,15 @@ def member_datasets(root=None) -> list[str]:
             if "multi-label" not in info[name]["task"] and (folder / file_name(name, 28)).exists()]
 
 
-def _capped(images: torch.Tensor, cap: int, generator: torch.Generator) -> torch.Tensor:
-    """At most ``cap`` images (N, C, H, W), a seeded draw kept in original order, as 3 channels in [0, 1]."""
+def _capped(dataset: ImageDataset, split: str, cap: int, generator: torch.Generator) -> torch.Tensor:
+    """At most ``cap`` images of the split, a seeded draw kept in original order, as 3 channels in [0, 1]
+    (only the drawn images are taken as floats)."""
+    images = dataset.images(split)
+    keep = slice(None)
     if len(images) > cap:
         keep = torch.randperm(len(images), generator=generator)[:cap].sort().values
-        images = images[keep]
-    return images.expand(-1, 3, -1, -1).clone() if images.shape[1] == 1 else images.clone()
+    pixels = dataset.denormalize(images[keep])  # back to [0, 1] pixels
+    return pixels.expand(-1, 3, -1, -1).clone() if pixels.shape[1] == 1 else pixels.clone()
 
 
 def load_combined(root=None, size: int = 28, *, verify_md5: bool = True, download: bool = False,
@@ -64,8 +67,7 @@ def load_combined(root=None, size: int = 28, *, verify_md5: bool = True, downloa
         md5s.append(f"{name}:{dataset.md5}")
         generator = torch.Generator().manual_seed(seed * 7919 + label)
         for split in SPLITS:
-            raw = dataset.denormalize(getattr(dataset, f"{split}_images"))  # back to [0, 1] pixels
-            chosen = _capped(raw, caps[split], generator)
+            chosen = _capped(dataset, split, caps[split], generator)
             pixels[split].append(chosen)
             labels[split].append(torch.full((len(chosen),), label, dtype=torch.int64))
     floats = {s: torch.cat(pixels[s]) for s in SPLITS}

@@ -1,4 +1,4 @@
-"""A PNG picture of an image set: one row per class."""
+"""A PNG picture of an image set: one row per class (per group of findings for a multi-label set)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,8 @@ import torch
 
 def write_class_grid(path, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                      max_per_class: int = 10, scale: int = 3, pad: int = 2) -> Path:
-    """images: (N, C, H, W) in [0, 1]; writes a grid with row c holding class c's first images."""
+    """images: (N, C, H, W) in [0, 1]; writes a grid with row c holding class c's first images (``labels``:
+    (N,) class, or group for a multi-label set, in [0, num_classes))."""
     from PIL import Image
 
     n, c, h, w = images.shape

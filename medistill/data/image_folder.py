@@ -353,3 +353,31 @@ def load_image_folder(
         provenance=provenance,
         notices=notices,
     )
+
+
+def reload_image_folder(provenance: dict, recorded_md5: str | None = None, path=None,
+                        allow_mismatch: bool = False) -> ImageDataset:
+    """The image folder a set was distilled from, read again with the settings its ``provenance`` records
+    (size, channels, resizing, split folders, held-out fractions and seed, skipped files), so that its test
+    split is the one the set was made against. ``path`` overrides the recorded location (a moved folder).
+
+    Raises :class:`DataError` when the folder is gone, or when its content or settings no longer give the
+    recorded fingerprint ``recorded_md5`` (unless ``allow_mismatch``): the test split would be another one.
+    """
+    where = Path(path or provenance["path"]).expanduser()
+    if not where.is_dir():
+        raise DataError(f"the set was distilled from the image folder {provenance['path']}, which is not there; "
+                        "pass --dataset PATH where the folder now lies")
+    splits = {s: f for s, f in (provenance.get("splits") or {}).items() if f not in (".", "")}
+    held_out = provenance.get("held_out") or {}
+    dataset = load_image_folder(
+        where, size=provenance["size"], channels=provenance["channels"], resize=provenance["resize"],
+        split_dirs=splits or None, test_fraction=held_out.get("test", DEFAULT_TEST_FRACTION),
+        val_fraction=held_out.get("val", 0.0), split_seed=provenance.get("split_seed") or 0,
+        skip_unreadable=bool(provenance.get("skipped")))
+    if recorded_md5 and dataset.md5 != recorded_md5 and not allow_mismatch:
+        raise DataError(f"{where}: the folder's content or load settings changed since the set was distilled "
+                        f"(fingerprint {dataset.md5}, recorded {recorded_md5}; content MD5 "
+                        f"{dataset.provenance['content_md5']}, recorded {provenance.get('content_md5')}); "
+                        "pass --allow-md5-mismatch to score it anyway")
+    return dataset

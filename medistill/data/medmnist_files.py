@@ -3,6 +3,13 @@
 Root, in order: explicit argument > ``MEDISTILL_DATA`` > medmnist's default root (``~/.medmnist``).
 A missing file is downloaded through medmnist when ``download=True`` and the network allows;
 otherwise the error names the path, the file name, the official MD5 and how to get it.
+
+All 12 MedMNIST 2D datasets at every size medmnist publishes (28, 64, 128, 224 px; files
+``<name>.npz`` at 28 px, ``<name>_<size>.npz`` otherwise). Images stay uint8 as the file stores them
+and are normalised batch by batch (:class:`~medistill.data.dataset.SplitImages`); the statistics come
+from a histogram of the train split's pixels (:func:`~medistill.data.normalize.pixel_stats`), so no
+float copy of a split is ever made. ChestMNIST is multi-label (14 findings): its labels are (N, 14)
+float32 multi-hot (see :mod:`medistill.data.dataset` for its groups).
 """
 from __future__ import annotations
 
@@ -12,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dataset import ImageDataset
+from .dataset import ImageDataset, is_multilabel_task
 from .errors import DataError
 from .file_io import file_digest, read_npz
-from .normalize import channel_stats, normalize, to_float_nchw
+from .normalize import pixel_stats
 
 SIZES = (28, 64, 128, 224)
 SPLITS = ("train", "val", "test")
@@ -70,11 +77,6 @@ def _check_name_and_size(name: str, size: int) -> str:
         raise DataError(f"unknown MedMNIST size {size}; valid sizes: {', '.join(map(str, SIZES))}")
     if official_md5(key, size) is None:
         raise DataError(f"{key} has no {size}px version in medmnist")
-    if "multi-label" in _info()[key]["task"]:
-        raise DataError(
-            f"{key} is multi-label ({_info()[key]['task']}); medistill distils single-label "
-            "classification only, so it refuses multi-label data rather than treating it as multi-class"
-        )
     return key
 
 
@@ -115,8 +117,13 @@ def locate(name: str, size: int = 28, root=None, download: bool = False) -> Path
 
 
 
-def validate_arrays(arrays: dict[str, np.ndarray], path, num_classes: int, channels: int | None) -> None:
-    """Check keys, shapes, dtypes and label ranges of a MedMNIST-layout archive; raise DataError."""
+def validate_arrays(arrays: dict[str, np.ndarray], path, num_classes: int, channels: int | None,
+                    multilabel: bool = False, size: int | None = None) -> None:
+    """Check keys, shapes, dtypes and label ranges of a MedMNIST-layout archive; raise DataError.
+
+    Single-label: labels (N, 1) or (N,) in [0, num_classes). Multi-label: labels (N, num_classes) of 0/1.
+    ``size``: the side every image must have (None: not checked).
+    """
     for split in SPLITS:
         for kind in ("images", "labels"):
             if f"{split}_{kind}" not in arrays:
@@ -131,14 +138,25 @@ def validate_arrays(arrays: dict[str, np.ndarray], path, num_classes: int, chann
             raise DataError(f"{path}: {split}_images must be (N, H, W) or (N, H, W, 3), got {images.shape}")
         if channels is not None and (3 if images.ndim == 4 and images.shape[-1] == 3 else 1) != channels:
             raise DataError(f"{path}: {split}_images has shape {images.shape}, expected {channels} channel(s)")
+        if size is not None and images.shape[1:3] != (size, size):
+            raise DataError(f"{path}: {split}_images are {images.shape[1]}×{images.shape[2]} px, expected {size}×{size} "
+                            "(the file name's size)")
         if labels.ndim not in (1, 2) or labels.shape[0] != images.shape[0]:
             raise DataError(
                 f"{path}: {split}_labels shape {labels.shape} does not match {images.shape[0]} images"
             )
-        if labels.ndim == 2 and labels.shape[1] != 1:
-            raise DataError(f"{path}: {split}_labels must be (N, 1) for single-label data, got {labels.shape}")
         if not np.issubdtype(labels.dtype, np.integer):
             raise DataError(f"{path}: {split}_labels must be integers, got {labels.dtype}")
+        if multilabel:
+            if labels.ndim != 2 or labels.shape[1] != num_classes:
+                raise DataError(f"{path}: {split}_labels must be (N, {num_classes}) for multi-label data (one 0/1 "
+                                f"column per finding), got {labels.shape}")
+            if labels.size and (labels.min() < 0 or labels.max() > 1):
+                raise DataError(f"{path}: {split}_labels of multi-label data must be 0 or 1: min {labels.min()}, "
+                                f"max {labels.max()}")
+            continue
+        if labels.ndim == 2 and labels.shape[1] != 1:
+            raise DataError(f"{path}: {split}_labels must be (N, 1) for single-label data, got {labels.shape}")
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
             raise DataError(
                 f"{path}: {split}_labels out of range [0, {num_classes}): min {labels.min()}, max {labels.max()}"
@@ -155,6 +173,8 @@ def load_medmnist(
 ) -> ImageDataset:
     """Load a MedMNIST 2D dataset as an :class:`ImageDataset` (normalised with train statistics).
 
+    The images are held as the file's uint8 arrays and normalised per batch (``dataset.images(split)``);
+    labels are (N,) int64, or (N, K) float32 multi-hot for ChestMNIST.
     ``verify_md5=False`` accepts a file whose MD5 differs from ``medmnist.INFO`` (not the official file).
     """
     key = _check_name_and_size(name, size)
@@ -168,18 +188,22 @@ def load_medmnist(
         )
     info = _info()[key]
     class_names = [info["label"][str(i)] for i in range(len(info["label"]))]
+    multilabel = is_multilabel_task(info["task"])
     arrays = read_npz(path)
-    validate_arrays(arrays, path, len(class_names), int(info["n_channels"]))
-    floats = {s: to_float_nchw(arrays[f"{s}_images"]) for s in SPLITS}
-    labels = {s: torch.from_numpy(arrays[f"{s}_labels"].reshape(-1).astype(np.int64)) for s in SPLITS}
-    mean, std = channel_stats(floats["train"])
+    validate_arrays(arrays, path, len(class_names), int(info["n_channels"]), multilabel, size)
+    pixels = {s: torch.from_numpy(arrays.pop(f"{s}_images")) for s in SPLITS}  # uint8, no copy
+    if multilabel:
+        labels = {s: torch.from_numpy(arrays[f"{s}_labels"].astype(np.float32)) for s in SPLITS}
+    else:
+        labels = {s: torch.from_numpy(arrays[f"{s}_labels"].reshape(-1).astype(np.int64)) for s in SPLITS}
+    mean, std = pixel_stats(pixels["train"])
     return ImageDataset(
         name=key,
-        train_images=normalize(floats["train"], mean, std),
+        train_images=pixels["train"],
         train_labels=labels["train"],
-        val_images=normalize(floats["val"], mean, std),
+        val_images=pixels["val"],
         val_labels=labels["val"],
-        test_images=normalize(floats["test"], mean, std),
+        test_images=pixels["test"],
         test_labels=labels["test"],
         mean=mean,
         std=std,
@@ -187,5 +211,5 @@ def load_medmnist(
         task=info["task"],
         md5=actual,
         source=str(path),
-        extra={"size": size, "license": info.get("license")},
+        extra={"size": size, "license": info.get("license"), "storage": "uint8, normalised per batch"},
     )

@@ -14,10 +14,16 @@ the basis chosen inside a repeated eigenvalue (e.g. the null space when N − 1 
 
 Stored state: ``mean`` (D,) and ``matrix`` W (D, D) as float32, and ``eps``: 4·D² bytes, about 2.4 MB
 at 1×28×28 (D = 784) and 22 MB at 3×28×28 (D = 2352). The inverse is recomputed from W in float64.
+
+Size limit: D ≤ :data:`MAX_DIM` = 4,096 (1×64×64, 3×32×32 and every 28 px MedMNIST dataset). The
+matrix is dense, so it grows with the square of the image's pixel count and the fit with its cube: at
+3×64×64 (D = 12,288) W alone is 576 MiB in every saved set and bank, at 3×224×224 (D = 150,528) it
+would be 84 GiB and its float64 covariance 169 GiB. Larger images are refused with a
+:class:`~.errors.DataError` before any work (:func:`check_zca_size`); distil those without ZCA, or at
+28/32 px with it.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,19 @@ from .errors import DataError
 
 DEFAULT_EPS = 0.1
 FORMAT = "medistill.ZCA"
+MAX_DIM = 4096  # D = C·H·W; W is D×D (64 MiB in float32 at the limit)
+
+
+def check_zca_size(image_shape) -> None:
+    """DataError when images of ``image_shape`` (C, H, W) are too large for a dense ZCA (D > MAX_DIM)."""
+    c, h, w = (int(s) for s in image_shape)
+    d = c * h * w
+    if d > MAX_DIM:
+        raise DataError(
+            f"ZCA whitening needs a dense D×D matrix, D = C·H·W = {c}×{h}×{w} = {d:,}: {4 * d * d / 2**30:.1f} GiB in "
+            f"float32 (its float64 covariance twice that) and an O(D³) eigendecomposition; medistill fits ZCA only up "
+            f"to D = {MAX_DIM:,} (1×64×64, 3×32×32, every 28 px MedMNIST dataset). Distil these images without ZCA "
+            "(zca=false, no --zca), or with ZCA at --size 28")
 
 
 @dataclass
@@ -60,6 +79,7 @@ class ZCA:
         """Fit on normalised training images (N, C, H, W), N ≥ 2."""
         if images.dim() != 4 or images.shape[0] < 2:
             raise DataError(f"ZCA is fitted on (N ≥ 2, C, H, W) images, got {tuple(images.shape)}")
+        check_zca_size(images.shape[1:])
         if not eps > 0:
             raise ValueError(f"ZCA eps must be > 0, got {eps}")
         x = images.detach().cpu().to(torch.float64).flatten(1)
@@ -158,9 +178,8 @@ class ZCA:
 def whiten_dataset(dataset, zca: ZCA):
     """A copy of an :class:`~medistill.data.ImageDataset` with every split whitened by ``zca``
     (name, MD5, labels, mean/std unchanged; ``extra['zca']`` records the transform)."""
-    return dataclasses.replace(dataset, train_images=zca.apply(dataset.train_images),
-                               val_images=zca.apply(dataset.val_images), test_images=zca.apply(dataset.test_images),
-                               extra={**dataset.extra, "zca": zca.describe()})
+    return dataset.replace(train_images=zca.apply(dataset.train_images), val_images=zca.apply(dataset.val_images),
+                           test_images=zca.apply(dataset.test_images), extra={**dataset.extra, "zca": zca.describe()})
 
 
 _FITTED: dict[tuple, ZCA] = {}
@@ -168,10 +187,12 @@ _FITTED: dict[tuple, ZCA] = {}
 
 def fit_zca(dataset, eps: float = DEFAULT_EPS) -> ZCA:
     """ZCA fitted on ``dataset``'s training split. Kept per (name, MD5, shape, eps) for the last few
-    datasets with an MD5 (a fit costs seconds at D = 2352; experts and MTT fit the same one)."""
+    datasets with an MD5 (a fit costs seconds at D = 2352; experts and MTT fit the same one). Images over
+    the size limit are refused before the split is touched (:func:`check_zca_size`)."""
+    check_zca_size(dataset.image_shape)
     if dataset.md5 is None:
         return ZCA.fit(dataset.train_images, eps)
-    key = (dataset.name, dataset.md5, tuple(dataset.train_images.shape), float(eps))
+    key = (dataset.name, dataset.md5, (len(dataset.train_labels), *dataset.image_shape), float(eps))
     if key not in _FITTED:
         if len(_FITTED) >= 4:
             _FITTED.pop(next(iter(_FITTED)))
@@ -179,4 +200,4 @@ def fit_zca(dataset, eps: float = DEFAULT_EPS) -> ZCA:
     return _FITTED[key]
 
 
-__all__ = ["DEFAULT_EPS", "ZCA", "fit_zca", "whiten_dataset"]
+__all__ = ["DEFAULT_EPS", "MAX_DIM", "ZCA", "check_zca_size", "fit_zca", "whiten_dataset"]

@@ -44,6 +44,16 @@ def all_reduce_sum(ctx: DistContext, tensor: torch.Tensor, what: str) -> torch.T
     return out
 
 
+def all_reduce_max(ctx: DistContext, tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """Element-wise maximum over ranks of ``tensor`` (any shape); returns a new tensor."""
+    if not ctx.is_distributed:
+        return tensor
+    out = tensor.detach().clone()
+    with _guard(ctx, what):
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
 def all_gather_rows(ctx: DistContext, tensor: torch.Tensor, what: str) -> torch.Tensor:
     """Concatenate every rank's (N_r, …) tensor along dim 0 in rank order; N_r may differ by rank.
 

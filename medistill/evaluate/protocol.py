@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..models import build_model
 from ..ops import dsa, sample_dsa_params
-from .metrics import classification_metrics, majority_rate
+from .metrics import classification_metrics, is_multilabel, majority_rate
 from .train import TrainConfig, predict_proba, train_network
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "auc")
@@ -112,8 +112,15 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test_images: tor
     """Train ``config.num_models`` fresh networks on (images (N,C,H,W), labels (N,)) and score them.
 
     Model k is initialised, shuffled and augmented from seed ``config.seed * 1000 + k``: the same
-    config gives the same numbers on the same machine.
+    config gives the same numbers on the same machine. A multi-label ``task``: labels are (N, K) float
+    targets, test_labels (N_test, K) multi-hot; the networks train with BCE and are scored on sigmoid
+    probabilities (:mod:`.metrics`). ``test_images`` may be a lazily normalised split
+    (:class:`~medistill.data.SplitImages`), scored batch by batch.
     """
+    multilabel = is_multilabel(task)
+    if multilabel != (labels.dim() == 2) or multilabel != (test_labels.dim() == 2):
+        raise ValueError(f"task {task!r} needs {'(N, K) multi-label' if multilabel else '(N,) class'} labels; got "
+                         f"{tuple(labels.shape)} and test labels {tuple(test_labels.shape)}")
     epochs = config.resolved_epochs()
     train_cfg = TrainConfig(epochs=epochs, lr=config.lr, batch_size=config.batch_size, schedule=config.schedule)
     augment = dsa_training_augment(config.dsa_strategy, config.dsa_align_corners) if config.uses_dsa else None
@@ -126,7 +133,7 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor, test_images: tor
         model = build_model(config.model, images.shape[1], num_classes, images.shape[-1], generator=generator)
         model = model.to(config.device)
         train_network(model, images, labels, train_cfg, generator, augment, on_epoch=lambda _: bar.update(1))
-        metrics = classification_metrics(y_true, predict_proba(model, test_images), task)
+        metrics = classification_metrics(y_true, predict_proba(model, test_images, multilabel=multilabel), task)
         per_model.append(metrics)
         bar.set_postfix(acc=f"{metrics['accuracy']:.3f}")
     bar.close()

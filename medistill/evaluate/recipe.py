@@ -28,13 +28,16 @@ def recipe_config(metadata: dict, learned_lr: float | None, config: EvalConfig, 
 
 
 def check_set_matches(image_set: ImageSet, dataset: ImageDataset, where: str = "the set") -> None:
-    """DataError when the set's image shape or class count does not fit ``dataset``."""
-    shape, expected = tuple(image_set.images.shape[1:]), tuple(dataset.test_images.shape[1:])
+    """DataError when the set's image shape, class count or label kind does not fit ``dataset``."""
+    shape, expected = tuple(image_set.images.shape[1:]), tuple(dataset.image_shape)
     if shape != expected:
         raise DataError(f"{where}: images are {shape} (C, H, W) but {dataset.name} test images are {expected}; "
                         "it was not made from this dataset (or at another --size)")
     if image_set.num_classes != dataset.num_classes:
         raise DataError(f"{where}: {image_set.num_classes} classes, {dataset.name} has {dataset.num_classes}")
+    if image_set.multilabel != dataset.multilabel:
+        raise DataError(f"{where}: {'multi-label' if image_set.multilabel else 'single-label'} labels, but {dataset.name} "
+                        f"is {dataset.task}")
 
 
 def evaluate_set(image_set: ImageSet, dataset: ImageDataset, config: EvalConfig, *, dsa: bool | None = None,
@@ -44,5 +47,5 @@ def evaluate_set(image_set: ImageSet, dataset: ImageDataset, config: EvalConfig,
     if image_set.zca is not None:
         dataset = whiten_dataset(dataset, image_set.zca)
     cfg = recipe_config(image_set.metadata or {}, image_set.learned_lr, config, dsa)
-    return evaluate_images(image_set.images, image_set.labels, dataset.test_images, dataset.test_labels,
+    return evaluate_images(image_set.images, image_set.labels, dataset.images("test"), dataset.test_labels,
                            dataset.num_classes, dataset.task, cfg, progress=progress, desc=desc)

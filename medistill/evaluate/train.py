@@ -1,4 +1,10 @@
-"""Training a network on an image set and scoring it (the inner piece of the evaluation protocol)."""
+"""Training a network on an image set and scoring it (the inner piece of the evaluation protocol).
+
+The loss follows the labels: (N,) int64 class indices → cross-entropy; (N, K) float targets in [0, 1]
+(multi-label data, ChestMNIST) → binary cross-entropy with logits averaged over samples and labels, as
+MedMNIST's own multi-label training does (``nn.BCEWithLogitsLoss``). Images may be a tensor or any
+tensor-like split that ``.to(device)`` and ``[indices]`` serve (:class:`~medistill.data.SplitImages`).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,6 +48,13 @@ class TrainConfig:
         return self.epochs + 1 if self.schedule == "published" else self.epochs
 
 
+def training_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for (B,) class indices; BCE with logits (mean over B·K) for (B, K) float targets."""
+    if targets.dim() == 2 and targets.is_floating_point():
+        return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+    return F.cross_entropy(logits, targets)
+
+
 def _optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
@@ -49,7 +62,8 @@ def _optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.
 def train_network(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
                   generator: torch.Generator, augment: Augment | None = None,
                   on_epoch: Callable[[int], None] | None = None) -> nn.Module:
-    """Train ``model`` in place on images (N, C, H, W) and labels (N,); returns the model.
+    """Train ``model`` in place on images (N, C, H, W) and labels (N,) or (N, K) multi-label targets
+    (:func:`training_loss`); returns the model.
 
     ``config.epochs_run()`` passes; shuffling (and augmentation) draw from ``generator``; the global
     RNG is not used.
@@ -70,7 +84,7 @@ def train_network(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             x = images[idx]
             if augment is not None:
                 x = augment(x, generator)
-            loss = F.cross_entropy(model(x), labels[idx])
+            loss = training_loss(model(x), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -83,10 +97,11 @@ def train_network(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities (N, K) as a numpy array."""
+def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 512, multilabel: bool = False) -> np.ndarray:
+    """Softmax probabilities (N, K) as a numpy array; ``multilabel``: per-label sigmoid probabilities."""
     model.eval()
     device = next(model.parameters()).device
-    out = [F.softmax(model(images[i : i + batch_size].to(device)), dim=1).cpu()
+    squash = torch.sigmoid if multilabel else (lambda logits: F.softmax(logits, dim=1))
+    out = [squash(model(images[i : i + batch_size].to(device))).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out).double().numpy()

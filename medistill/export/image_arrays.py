@@ -40,7 +40,10 @@ def quantize_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def label_array(labels: torch.Tensor, num_classes: int) -> np.ndarray:
-    """(N,) int → (N, 1), uint8 like MedMNIST when the classes fit."""
+    """(N,) int → (N, 1), uint8 like MedMNIST when the classes fit; (N, K) multi-label targets → (N, K) uint8
+    multi-hot (a target ≥ 0.5 counts as present), ChestMNIST's layout (the exact targets travel apart)."""
+    if labels.ndim == 2:
+        return (labels.cpu().numpy() >= 0.5).astype(np.uint8)
     dtype = np.uint8 if num_classes <= 256 else np.int64
     return labels.cpu().numpy().astype(dtype).reshape(-1, 1)
 
@@ -52,15 +55,21 @@ def zca_arrays(zca) -> dict[str, np.ndarray]:
 
 
 def medmnist_arrays(images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                    num_classes: int, zca=None) -> dict[str, np.ndarray]:
+                    num_classes: int, zca=None, groups: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     """The package's .npz arrays: MedMNIST keys (train_ filled, val_/test_ empty) plus the float keys.
-    ``zca``: the set's transform when it was distilled in ZCA space (pixels are de-whitened)."""
+    ``zca``: the set's transform when it was distilled in ZCA space (pixels are de-whitened). A multi-label
+    set (labels (N, K) float targets, ``groups`` (N,)) adds ``train_labels_soft`` (N, K) float32, the exact
+    targets networks train on, and ``train_groups`` (N,) int64."""
     viewable = zca.invert(images.detach().float().cpu()) if zca is not None else images
     pixels = denormalized_pixels(viewable, mean, std)
     uint8 = channels_last(quantize_uint8(pixels))
     label = label_array(labels, num_classes)
     empty_images, empty_labels = uint8[:0], label[:0]
-    return {
+    multilabel = {}
+    if labels.ndim == 2:
+        multilabel = {"train_labels_soft": labels.detach().float().cpu().numpy(),
+                      "train_groups": groups.cpu().numpy().astype(np.int64)}
+    return {**multilabel,
         "train_images": uint8,
         "train_labels": label,
         "val_images": empty_images,

@@ -82,11 +82,21 @@ def _check_arrays(arrays: dict[str, np.ndarray], meta: dict, path: Path, zca: ZC
         if channels_first(arrays[key]).shape != shape:
             raise DataError(f"{path}: {key} has shape {arrays[key].shape}, which does not match {shape} (N, C, H, W)")
     labels = arrays["train_labels"]
-    if labels.shape != (shape[0], 1):
-        raise DataError(f"{path}: train_labels has shape {labels.shape}, expected ({shape[0]}, 1)")
     k = len(meta["class_names"])
-    if labels.size and (labels.min() < 0 or labels.max() >= k):
-        raise DataError(f"{path}: labels outside [0, {k}) (min {labels.min()}, max {labels.max()})")
+    if "train_labels_soft" in arrays:  # a multi-label set: (N, K) targets and each image's group
+        soft, groups = arrays["train_labels_soft"], arrays.get("train_groups")
+        if labels.shape != (shape[0], k) or soft.shape != (shape[0], k):
+            raise DataError(f"{path}: multi-label arrays train_labels {labels.shape} / train_labels_soft {soft.shape}, "
+                            f"expected ({shape[0]}, {k})")
+        if groups is None or groups.shape != (shape[0],) or (groups.size and (groups.min() < 0 or groups.max() > k)):
+            raise DataError(f"{path}: train_groups missing or not (N,) groups in [0, {k}]")
+        if soft.size and (not np.isfinite(soft).all() or soft.min() < 0 or soft.max() > 1):
+            raise DataError(f"{path}: train_labels_soft outside [0, 1]")
+    else:
+        if labels.shape != (shape[0], 1):
+            raise DataError(f"{path}: train_labels has shape {labels.shape}, expected ({shape[0]}, 1)")
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise DataError(f"{path}: labels outside [0, {k}) (min {labels.min()}, max {labels.max()})")
     mean = np.asarray(meta["normalization"]["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(meta["normalization"]["std"], dtype=np.float32).reshape(1, -1, 1, 1)
     renormalized = (channels_first(arrays["train_images_float"]) - mean) / std
@@ -118,7 +128,9 @@ def load_package(folder, verify: bool = True) -> Package:
     src = meta.get("source_dataset") or {}
     image_set = ImageSet(
         images=torch.from_numpy(np.ascontiguousarray(arrays["train_images_normalized"])),
-        labels=torch.from_numpy(arrays["train_labels"].reshape(-1).astype(np.int64)),
+        labels=(torch.from_numpy(arrays["train_labels_soft"].astype(np.float32)) if "train_labels_soft" in arrays
+                else torch.from_numpy(arrays["train_labels"].reshape(-1).astype(np.int64))),
+        groups=torch.from_numpy(arrays["train_groups"].astype(np.int64)) if "train_groups" in arrays else None,
         mean=torch.tensor(meta["normalization"]["mean"], dtype=torch.float32),
         std=torch.tensor(meta["normalization"]["std"], dtype=torch.float32),
         class_names=list(meta["class_names"]),
@@ -126,7 +138,7 @@ def load_package(folder, verify: bool = True) -> Package:
                   "method": meta.get("method"), "ipc": meta.get("ipc"), "seed": meta.get("seed"),
                   "hyperparameters": meta.get("hyperparameters"), "learned_lr": meta.get("learned_lr"),
                   "evaluate_with_dsa": meta.get("evaluate_with_dsa"), "versions": meta.get("versions_at_distillation"),
-                  "package": str(folder)},
+                  "package": str(folder), "privacy": meta.get("privacy")},
         zca=zca,
     )
     return Package(folder, meta, arrays, image_set)

@@ -41,6 +41,32 @@ means nothing; `medistill evaluate` applies `{name}` to the test split itself.
 """
 
 
+def _source_words(src: dict) -> str:
+    """How the README names the source data: a MedMNIST file's MD5, or an image folder's provenance."""
+    prov = src.get("provenance")
+    if not prov:
+        return f"file MD5 `{src.get('md5')}`"
+    return (f"an image folder of {prov.get('files')} files, content MD5 `{prov.get('content_md5')}`, "
+            f"read at {prov.get('size')} px with {prov.get('channels')} channel(s), resize '{prov.get('resize')}'; "
+            f"fingerprint `{src.get('md5')}`")
+
+
+def _privacy_section(meta: dict) -> str:
+    """The differential-privacy guarantee of a DP-DM set ('' for other sets)."""
+    p = meta.get("privacy")
+    if not p:
+        return ""
+    return f"""
+## Differential privacy: (ε = {p['epsilon_spent']:.3g}, δ = {p['delta']:.3g})
+This set was distilled with DP-DM: whether any one training image was used or not changes the probability
+of this set by at most a factor e^ε (plus δ), for {p['adjacency']}. Mechanism: {p['mechanism']}; Poisson
+sample rate q = {p['sample_rate']:.4g}, per-image clip C = {p['clip']:g}, noise multiplier σ = {p['noise_multiplier']:.4g}
+(noise std σ·C on each class's sum), {p['iterations']} iterations; accounted with {p['accountant']}
+({p['accountant_version']}), target ε {p['epsilon']:g}, δ {p['delta_rule']}. Count: {p['count']}.
+Not covered: {p['not_covered']}. The source data's fingerprint is withheld. `metadata.json` → `privacy` holds it all.
+"""
+
+
 def package_readme(meta: dict) -> str:
     """Markdown text: what the package holds, how it is stored, how to load, verify and re-score it."""
     img = meta["images"]
@@ -56,7 +82,7 @@ def package_readme(meta: dict) -> str:
 
 This folder holds **{img['count']} synthetic images** ({shape}, {len(meta['class_names'])} classes) made by
 dataset distillation ({meta.get('method') or 'unknown'}) from the training split of **{name}**
-(file MD5 `{src.get('md5')}`). It contains **no real image**: the `val_` and `test_` arrays are empty.
+({"fingerprints withheld under differential privacy" if meta.get("privacy") else _source_words(src)}). It contains **no real image**: the `val_` and `test_` arrays are empty.
 Whether any synthetic image is too close to a real training image is what `medistill audit` checks at the
 sending site; ask for its report.
 
@@ -76,7 +102,7 @@ sending site; ask for its report.
 - `synthetic_grid.png`: the images, one row per class (float pixels clipped to [0, 1]).
 - `MANIFEST.sha256`: SHA-256 of every other file. Check with `sha256sum -c MANIFEST.sha256`.
 
-{_zca_section(meta)}
+{_zca_section(meta)}{_privacy_section(meta)}
 ## Class names
 {chr(10).join(f'- {i}: {c}' for i, c in enumerate(meta['class_names']))}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import DataError, ImageSet
+from ..ops.dsa_params import DEFAULT_STRATEGY
 from ..data.imageset import environment_versions
 from .image_arrays import medmnist_arrays, zca_arrays
 from .manifest import write_manifest
@@ -59,6 +60,8 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
     info = _medmnist_info(name)
     pixels = arrays["train_images_float"]
     hyper = meta.get("hyperparameters") or {k: v for k, v in config.items() if k not in ("versions",)}
+    if meta.get("privacy"):  # DP: the set's metadata alone (config.json keeps the data's fingerprints at the site)
+        config = {k: v for k, v in config.items() if k not in ("dataset_md5", "dataset_provenance")}
     return {
         "format": PACKAGE_FORMAT,
         "format_version": PACKAGE_FORMAT_VERSION,
@@ -66,7 +69,8 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
         "source_run": source.name,
         "source_dataset": {"name": name, "md5": meta.get("dataset_md5") or config.get("dataset_md5"),
                            "official_md5": info.get("MD5"), "task": meta.get("task") or info.get("task"),
-                           "python_class": info.get("python_class"), "license": info.get("license")},
+                           "python_class": info.get("python_class"), "license": info.get("license"),
+                           "provenance": meta.get("dataset_provenance") or config.get("dataset_provenance")},
         "method": meta.get("method") or config.get("method"),
         "ipc": meta.get("ipc") or config.get("ipc"),
         "seed": meta.get("seed", config.get("seed")),
@@ -74,7 +78,7 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
         "hyperparameters": hyper,
         "learned_lr": s.learned_lr,
         "evaluate_with_dsa": bool(meta.get("evaluate_with_dsa", False)),
-        "dsa_strategy": hyper.get("dsa_strategy", "color_crop_cutout_flip_scale_rotate"),
+        "dsa_strategy": hyper.get("dsa_strategy", DEFAULT_STRATEGY),
         "class_names": list(s.class_names),
         "normalization": {"mean": s.mean.tolist(), "std": s.std.tolist(),
                           "rule": "normalized = (pixels - mean[c]) / std[c]; pixels in [0, 1] scale"},
@@ -87,7 +91,12 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
             "float_max": float(pixels.max()) if pixels.size else 0.0,
             "clipped_fraction": float(((pixels < 0) | (pixels > 1)).mean()) if pixels.size else 0.0,
             "uint8_rule": "train_images = round(clip(train_images_float, 0, 1) * 255)",
-            "keys": {"train_images": "uint8, MedMNIST layout", "train_labels": "(N, 1)",
+            "keys": {"train_images": "uint8, MedMNIST layout",
+                     "train_labels": ("(N, K) uint8 multi-hot (target >= 0.5), ChestMNIST layout" if s.multilabel
+                                      else "(N, 1)"),
+                     **({"train_labels_soft": "(N, K) float32, the exact targets networks train on (BCE)",
+                         "train_groups": "(N,) int64, each image's group (finding k, or K = no finding)"}
+                        if s.multilabel else {}),
                      "train_images_float": "float32 de-normalised pixels, MedMNIST layout, not clipped",
                      "train_images_normalized": "float32 (N, C, H, W), the exact distilled tensor"
                                                 + (", ZCA-whitened (zca.npz)" if s.zca is not None else ""),
@@ -95,6 +104,7 @@ def package_metadata(source: RunSource, arrays: dict[str, np.ndarray], npz_name:
         },
         "zca": s.zca.describe() if s.zca is not None else None,
         "evaluation": _evaluation(source.metrics),
+        "privacy": meta.get("privacy"),  # the differential-privacy guarantee of a DP-DM set (docs/privacy.md)
         "versions_at_distillation": meta.get("versions") or config.get("versions"),
         "versions_at_export": environment_versions(),
         "files": {"images": npz_name, "metadata": METADATA_NAME, "grid": GRID_NAME, "readme": README_NAME,
@@ -117,7 +127,8 @@ def export_package(source, out, force: bool = False) -> Path:
         raise DataError(f"{source.path}: the set holds no images")
     if not np.isfinite(s.images.detach().cpu().numpy()).all():
         raise DataError(f"{source.path}: the set holds NaN or infinite pixels; it cannot be shared")
-    arrays = medmnist_arrays(s.images, s.labels, s.mean, s.std, s.num_classes, zca=s.zca)
+    arrays = medmnist_arrays(s.images, s.labels, s.mean, s.std, s.num_classes, zca=s.zca,
+                             groups=s.groups if s.multilabel else None)
     name = s.metadata.get("dataset") or (source.config or {}).get("dataset")
     npz_name = f"{name}.npz" if name else "synthetic.npz"
     meta = package_metadata(source, arrays, npz_name)

@@ -11,6 +11,18 @@ the classes :func:`~medistill.distributed.class_shard` gives it and holds only t
 rank draws the same networks from the shared generator, and a class's draws come from its own
 generator, so the result equals the one-process run up to floating-point reduction order. In one
 process ``classes`` is every class and nothing is communicated.
+
+Real images are taken from the dataset's stored split (``dataset.images("train")``, on the method's
+device): uint8 MedMNIST pixels are normalised batch by batch, so the whole split is never held as floats.
+
+Multi-label data (ChestMNIST, K findings): the "classes" a method distils are the dataset's groups
+(:meth:`~medistill.data.ImageDataset.group_indices`): one per finding, holding every training image that
+shows it, plus one "no finding" group, K + 1 in all, each with IPC synthetic images. ``self.labels``
+holds each synthetic image's group; ``self.targets`` what its loss trains it towards: the class index
+for single-label data, and for multi-label data the group's target (:meth:`~medistill.data.ImageDataset.
+group_targets`: 1 for its finding, the finding's co-occurrence rate in the group for the others, all 0 for
+"no finding"), used with BCE with logits (:meth:`loss`). The saved set carries those targets as its labels
+and the groups beside them; it is scored on the real multi-label test split.
 """
 from __future__ import annotations
 
@@ -19,6 +31,7 @@ from torch import nn
 
 from ..data import ImageDataset, ImageSet
 from ..distributed import SHARDING, DistContext, all_gather_objects, all_gather_rows, class_shard
+from ..evaluate.train import training_loss
 from ..models import build_model
 from ..selection import check_ipc
 from .augmentation import DSAPair
@@ -32,7 +45,7 @@ class DistillMethod:
 
     name = "base"
     zca = None  # the ZCA transform the images live in (MTT with zca=True), carried by the synthetic set
-    uses_dsa = True  # the evaluation trains with DSA for DSA/DM/MTT sets (REFERENCE.md)
+    uses_dsa = True  # the evaluation trains with DSA for DSA/DM/MTT sets (docs/evaluation.md)
 
     def __init__(self, dataset: ImageDataset, config, device: str = "cpu", dist: DistContext | None = None):
         check_ipc(dataset, config.ipc)
@@ -41,16 +54,22 @@ class DistillMethod:
         self.config = config
         self.device = torch.device(device)
         self.dist = dist or DistContext(device=str(device))
-        self.num_classes = dataset.num_classes
+        self.multilabel = dataset.multilabel
+        self.num_classes = dataset.num_groups  # the classes distilled: the dataset's groups (see the module doc)
         self.ipc = config.ipc
         self.classes = class_shard(self.num_classes, self.dist.rank, self.dist.world_size)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.class_generators = class_generators(config.seed, self.num_classes)
-        self.real_images = dataset.train_images.to(self.device)
-        self.class_indices = [idx.to(self.device) for idx in dataset.class_indices("train")]
+        self.real_images = dataset.images("train").to(self.device)  # normalised per batch when indexed
+        self.class_indices = [idx.to(self.device) for idx in dataset.group_indices("train")]
         self.augment = DSAPair(config.dsa_strategy, config.align_corners, self.generator)
         self.labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(self.ipc)
         self.local_labels = self.labels[self.classes.start * self.ipc : self.classes.stop * self.ipc]
+        if self.multilabel:
+            self.real_targets = dataset.train_labels.float().to(self.device)
+            self.targets = dataset.group_targets().to(self.device).repeat_interleave(self.ipc, dim=0)
+        else:
+            self.targets = self.labels
         self.images = self.initial_images().requires_grad_(True)
         self.optimizer = torch.optim.SGD([self.images], lr=config.lr_img, momentum=config.momentum_img)
         self.iteration = 0
@@ -69,10 +88,22 @@ class DistillMethod:
 
     def sample_real(self, c: int, n: int) -> torch.Tensor:
         """n random training images of class c (all if the class is smaller), from c's generator: (n, C, H, W)."""
+        return self.real_images[self.sample_indices(c, n)]
+
+    def sample_indices(self, c: int, n: int) -> torch.Tensor:
+        """Train-split indices of n random images of class c (all if the class is smaller), from c's generator."""
         idx = self.class_indices[c]
         # non_blocking: a pageable host→device copy is staged at once and does not wait for the GPU
         pick = torch.randperm(len(idx), generator=self.class_generators[c])[:n].to(self.device, non_blocking=True)
-        return self.real_images[idx[pick]]
+        return idx[pick]
+
+    def class_targets(self, c: int) -> torch.Tensor:
+        """The loss targets of class (group) c's IPC synthetic images: (IPC,) int64 or (IPC, K) float."""
+        return self.targets[c * self.ipc : (c + 1) * self.ipc]
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy for class indices, BCE with logits for multi-label targets (float32 logits)."""
+        return training_loss(logits, targets)
 
     def siamese(self, c: int, real: torch.Tensor, syn: torch.Tensor) -> list[torch.Tensor]:
         """Class c's Siamese DSA draw applied to its real and synthetic batch."""
@@ -172,5 +203,12 @@ class DistillMethod:
         images = self.full_images().cpu().clone()
         if self.dist.is_distributed:
             metadata = {**metadata, "distributed": {"world_size": self.dist.world_size, "class_sharding": SHARDING}}
-        return ImageSet(images=images, labels=self.labels.cpu(), mean=d.mean, std=d.std, class_names=d.class_names,
-                        metadata={**metadata, "learned_lr": self.learned_lr(), "task": d.task}, zca=self.zca)
+        if self.multilabel:
+            metadata = {**metadata, "groups": d.group_names,
+                        "label_rule": "each group's synthetic images carry the mean label vector of its real "
+                                      "training images (1 for its finding, co-occurrence rates for the others; "
+                                      "0 for no finding)"}
+        labels = self.targets.cpu() if self.multilabel else self.labels.cpu()
+        return ImageSet(images=images, labels=labels, mean=d.mean, std=d.std, class_names=d.class_names,
+                        metadata={**metadata, "learned_lr": self.learned_lr(), "task": d.task}, zca=self.zca,
+                        groups=self.labels.cpu() if self.multilabel else None)

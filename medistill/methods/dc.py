@@ -12,11 +12,18 @@ CUDA, where the loop is host-bound, and the loop on CPU, where vmap was measured
 (BENCHMARKS.md). Both draw the same random numbers; results differ by float rounding only.
 Class-parallel: each rank matches the classes it owns; before each inner-loop network update the
 synthetic set is all-gathered, and every rank trains the same network identically (shared generator).
+
+Multi-label data (ChestMNIST): the classes are the dataset's groups, one per finding plus "no finding"
+(:mod:`.base`). Group g's real gradient is that of the BCE-with-logits loss of its real batch against
+those images' own multi-hot labels; its synthetic gradient that of the BCE of its synthetic images against
+the group's target (the mean label vector of the group's real images, so both sides expect the same
+labels on average); the inner loop trains with BCE against the targets. The per-group gradients come
+from the class loop (``class_batching`` auto → loop; ``vmap`` is refused: the vmapped pass is written
+for one class index per batch).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..ops import gradient_match_loss_batched
 from . import class_batched_gradients
@@ -31,8 +38,12 @@ class DC(DistillMethod):
     def __init__(self, dataset, config, device="cpu", dist=None):
         if config.class_batching not in CLASS_BATCHING:
             raise ValueError(f"unknown class_batching {config.class_batching!r}; choose one of {', '.join(CLASS_BATCHING)}")
+        if config.class_batching == "vmap" and dataset.multilabel:
+            raise ValueError(f"class_batching='vmap' computes one class index per batch; {dataset.name} is multi-label "
+                             "(use class_batching=loop or auto)")
         super().__init__(dataset, config, device, dist)
-        batchable = class_batched_gradients.supports_class_batching(self.network_skeleton())
+        batchable = (class_batched_gradients.supports_class_batching(self.network_skeleton())
+                     and not self.multilabel)
         if config.class_batching == "vmap" and not batchable:
             raise ValueError(f"class_batching='vmap' needs a ConvNet without batch norm; {config.model!r} is not one "
                              "(use class_batching=loop)")
@@ -45,20 +56,31 @@ class DC(DistillMethod):
 
     def class_batches(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Class c's real batch (batch_real, C, H, W) and synthetic images (IPC, C, H, W), Siamese-augmented for DSA."""
-        real = self.sample_real(c, self.config.batch_real)
+        real, syn, _ = self.class_batches_with_targets(c)
+        return real, syn
+
+    def class_batches_with_targets(self, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`class_batches` and the real batch's targets: (batch_real,) class c, or the images' own
+        multi-hot labels (batch_real, K) for multi-label data."""
+        idx = self.sample_indices(c, self.config.batch_real)
+        real = self.real_images[idx]
+        if self.multilabel:
+            y_real = self.real_targets[idx]
+        else:
+            y_real = torch.full((len(real),), c, dtype=torch.long, device=self.device)
         syn = self.images[self.class_slice(c)]
         if self.config.dsa:
             real, syn = self.siamese(c, real, syn)
-        return real, syn
+        return real, syn, y_real
 
     def class_gradients(self, net, params, c: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        real, syn = self.class_batches(c)
+        real, syn, y_real = self.class_batches_with_targets(c)
         with self.network_precision():
             out_real, out_syn = net(real), net(syn)
-        y_real = torch.full((len(real),), c, dtype=torch.long, device=self.device)
-        g_real = torch.autograd.grad(F.cross_entropy(out_real.float(), y_real), params)
-        y_syn = torch.full((len(syn),), c, dtype=torch.long, device=self.device)
-        g_syn = torch.autograd.grad(F.cross_entropy(out_syn.float(), y_syn), params, create_graph=True)
+        g_real = torch.autograd.grad(self.loss(out_real.float(), y_real), params)
+        y_syn = (self.class_targets(c) if self.multilabel
+                 else torch.full((len(syn),), c, dtype=torch.long, device=self.device))
+        g_syn = torch.autograd.grad(self.loss(out_syn.float(), y_syn), params, create_graph=True)
         return [g.detach() for g in g_real], list(g_syn)
 
     def batched_class_gradients(self, net) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -71,7 +93,7 @@ class DC(DistillMethod):
         return [g.detach() for g in g_real], g_syn
 
     def train_network(self, net, net_optimizer) -> None:
-        images, labels = self.full_images(), self.labels
+        images, labels, targets = self.full_images(), self.labels, self.targets
         for _ in range(self.inner_loop):
             order = torch.randperm(len(labels), generator=self.generator).to(self.device, non_blocking=True)
             for start in range(0, len(labels), self.config.batch_train):
@@ -81,7 +103,7 @@ class DC(DistillMethod):
                     x = self.augment.independent(x)
                 with self.network_precision():
                     logits = net(x)
-                loss = F.cross_entropy(logits.float(), labels[idx])
+                loss = self.loss(logits.float(), targets[idx])
                 net_optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 net_optimizer.step()

@@ -4,13 +4,21 @@ Per iteration: a fresh random network with frozen parameters; for each class, a 
 applied to ``batch_real`` real images and the class's IPC synthetic images; the loss is
 Σ_c ||mean(embed(real_c)) − mean(embed(syn_c))||². The published code embeds class by class;
 here the real images go through the network without autograd (on a GPU all classes in one pass;
-on a CPU one class's batch at a time, since a 2,560-image pass makes GB-sized activations that
-run slower than ten cache-sized ones — measured in BENCHMARKS.md), all synthetic images through
+on a CPU one class's batch at a time, so that each pass's activations stay small (a 2,560-image pass
+makes GB-sized ones)), all synthetic images through
 one pass with autograd, and :func:`medistill.ops.distribution_match_loss` reduces them in one op.
 Class-parallel: each rank does this for the classes it owns and needs no communication per
 iteration (its images get gradient only from its own classes' terms).
 The fresh network is one module re-drawn in place (:mod:`.network_refresh`): the same values as
 building one, without the host work of building it.
+
+Multi-label data (ChestMNIST, K findings): the classes are the dataset's groups (:mod:`.base`): group k
+< K holds every training image showing finding k (whatever else it shows), group K the images with no
+finding, each with IPC synthetic images. DM matches each group's mean embedding with its synthetic
+images' mean embedding, as for a class; no label enters the loss. The synthetic images of group g are
+then labelled with the group's target (the mean label vector of its real images: 1 for finding g and
+each other finding's co-occurrence rate in the group; all 0 for "no finding"), and networks evaluating
+the set train on those targets with BCE and are scored on the real multi-label test split.
 """
 from __future__ import annotations
 

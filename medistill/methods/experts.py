@@ -11,7 +11,8 @@ Distributed (``dist`` with W ranks, e.g. ``torchrun --nproc-per-node W -m medist
 rank r trains experts r, r+W, … into the same folder. Expert i is seeded from (seed, i) alone, so the
 bank equals the one-process bank file for file. Rank 0 alone checks and writes the manifest (once,
 atomically) before any rank trains; each expert file is written atomically by the one rank that owns
-it, so no file is written twice.
+it, so no file is written twice. The bank has one writer job: rank 0 holds its lock
+(:class:`~medistill.run_lock.RunLock`) from before the manifest is checked until every rank has finished.
 
 ZCA (``zca=True``, the MedMNIST study's MTT preprocessing): the experts train on ZCA-whitened images
 (:mod:`medistill.data.zca`, fitted on the training split, eps 0.1); the bank keeps the transform in
@@ -29,6 +30,7 @@ continues) a bank the old way.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,7 +42,8 @@ from ..atomic_io import atomic_torch_save
 from ..atomic_io import atomic_write_text
 from ..data import ImageDataset
 from ..data.zca import DEFAULT_EPS, ZCA, fit_zca, whiten_dataset
-from ..distributed import DistContext, check_same_config, expert_shard, main_then_share
+from ..distributed import DistContext, barrier, check_same_config, expert_shard, main_then_share
+from ..run_lock import RunLock, StaleLockNotice
 from ..models import build_model
 from .augmentation import DSAPair
 from .config import DSA_STRATEGY
@@ -67,7 +70,7 @@ class ExpertConfig:
 ZCA_FILE = "zca.pt"
 
 
-def _manifest(dataset: ImageDataset, config: ExpertConfig, param_count: int) -> dict:
+def bank_manifest(dataset: ImageDataset, config: ExpertConfig, param_count: int) -> dict:
     """The bank's manifest. ZCA keys appear only for a ZCA bank, so banks made before ZCA existed still match."""
     settings = {k: v for k, v in asdict(config).items() if k not in ("num_experts", "zca")}
     manifest = {"dataset": dataset.name, "dataset_md5": dataset.md5, "channels": dataset.channels,
@@ -141,7 +144,7 @@ def train_expert(dataset: ImageDataset, config: ExpertConfig, index: int, device
                       generator=generator).to(device)
     augment = DSAPair(config.dsa_strategy, config.align_corners, generator)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0, weight_decay=0)
-    images, labels = dataset.train_images.to(device), dataset.train_labels.to(device)
+    images, labels = dataset.images("train").to(device), dataset.train_labels.to(device)  # normalised per batch
     snapshots = [flatten_parameters(net).cpu()]
     net.train()
     for _ in range(config.epochs):
@@ -163,10 +166,13 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
     With ``dist`` (W ranks) this rank trains only its share (:func:`~medistill.distributed.expert_shard`)
     and ``on_expert`` is called for those; the bank is complete when every rank has returned.
     """
+    if dataset.multilabel:
+        raise ValueError(f"MTT experts are trained with cross-entropy on one class per image; {dataset.name} is "
+                         f"{dataset.task} (MTT does not distil it: use DM, DC or DSA)")
     dist = dist or DistContext(device=device)
     folder = Path(folder)
     probe = build_model(config.model, dataset.channels, dataset.num_classes, dataset.image_size)
-    manifest = _manifest(dataset, config, sum(p.numel() for p in probe.parameters()))
+    manifest = bank_manifest(dataset, config, sum(p.numel() for p in probe.parameters()))
     zca = fit_zca(dataset, DEFAULT_EPS) if config.zca else None
     check_same_config(dist, {**manifest, "num_experts": config.num_experts, "folder": str(folder)},
                       "expert configuration")
@@ -185,15 +191,27 @@ def build_experts(dataset: ImageDataset, config: ExpertConfig, folder, device: s
         if zca is not None and not (folder / ZCA_FILE).exists():
             zca.save(folder / ZCA_FILE)
 
-    main_then_share(dist, prepare, "checking the expert bank's manifest on rank 0")
-    if zca is not None:
-        dataset = whiten_dataset(dataset, zca)
-    for i in expert_shard(config.num_experts, dist.rank, dist.world_size):
-        path = expert_path(folder, i)
-        if not path.exists():
-            atomic_torch_save(train_expert(dataset, config, i, device), path)
-        if on_expert is not None:
-            on_expert(i)
+    lock = RunLock(folder, "expert bank")
+
+    def locked_prepare() -> None:
+        notice = lock.acquire()  # one job writes a bank at a time; held until every rank has its experts
+        if notice:
+            warnings.warn(notice, StaleLockNotice, stacklevel=3)
+        prepare()
+
+    try:
+        main_then_share(dist, locked_prepare, "checking the expert bank's manifest on rank 0")
+        if zca is not None:
+            dataset = whiten_dataset(dataset, zca)
+        for i in expert_shard(config.num_experts, dist.rank, dist.world_size):
+            path = expert_path(folder, i)
+            if not path.exists():
+                atomic_torch_save(train_expert(dataset, config, i, device), path)
+            if on_expert is not None:
+                on_expert(i)
+        barrier(dist, "waiting for every rank's experts before releasing the bank")
+    finally:
+        lock.release()
     return folder
 
 

@@ -25,6 +25,10 @@ Sampling, as the published code (GeorgeCazenavette/mtt-distillation, distill.py)
 
 Draws per iteration, all from the shared generator: the pass permutation (at a pass's start), the
 start epoch, then per synthetic step the minibatch order and the DSA parameters.
+
+Multi-label data (ChestMNIST) is refused: the expert trajectories (:mod:`.experts`) are trained with
+cross-entropy on one class per image, and matching them with synthetic images labelled by groups of
+findings would match trajectories of another loss. Distil ChestMNIST with DM, DC or DSA.
 """
 from __future__ import annotations
 
@@ -42,6 +46,10 @@ class MTT(DistillMethod):
     name = "mtt"
 
     def __init__(self, dataset, config, device="cpu", dist=None):
+        if dataset.multilabel:
+            raise ValueError(f"MTT does not distil multi-label data ({dataset.name}: {dataset.task}): its expert "
+                             "trajectories are trained with cross-entropy on one class per image. Use --method dm, dc "
+                             "or dsa, which distil one group per finding plus a 'no finding' group")
         if config.expert_dir is None:
             raise ValueError("MTT needs expert trajectories: set expert_dir (medistill experts … --out DIR)")
         if dist is not None and dist.is_distributed:

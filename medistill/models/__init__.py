@@ -1,10 +1,11 @@
-"""Networks for distillation and evaluation: ConvNet (default) and ResNet-18."""
+"""Networks for distillation and evaluation: ConvNet (default; its depth follows the image size, see
+:func:`~.convnet.default_depth`) and ResNet-18."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .convnet import ConvNet
+from .convnet import ConvNet, default_depth
 from .init import reset_parameters
 from .resnet import ResNet18
 
@@ -34,4 +35,4 @@ def build_model(name: str, channels: int, num_classes: int, image_size: int = 28
     return model
 
 
-__all__ = ["ConvNet", "ResNet18", "MODEL_NAMES", "build_model", "reset_parameters"]
+__all__ = ["ConvNet", "ResNet18", "MODEL_NAMES", "build_model", "default_depth", "reset_parameters"]

@@ -1,8 +1,13 @@
-"""ConvNet, the default network for distilling and evaluating (REFERENCE.md, "ConvNet").
+"""ConvNet, the default network for distilling and evaluating (docs/methods.md, "Common ground").
 
 depth × [Conv3×3 → norm → ReLU → AvgPool2d(2)] → flatten → Linear(features, K). At 28 px the first
 convolution pads by 3 (28+6-2 = 32) for any channel count, so a 28 px input gives the same
 128×4×4 = 2048 features as a 32 px one; the published code does this for 1 channel only.
+
+Depth follows the image size (:func:`default_depth`) unless given: 3 blocks up to 63 px (28 and 32 px:
+4×4 maps), then one more block for each doubling, as the published code's deeper variants (ConvNetD4
+for 64 px, D5 for 128 px, D6 for 256 px): 64–127 px → 4, 128–255 px → 5, 256–511 px → 6. The last
+feature map is 4×4 at 32/64/128 px (2048 features) and 7×7 at 224 px (6272 features).
 
 Fused blocks (``fused_blocks=True``, the default): a block Conv → GroupNorm(C, C) → ReLU →
 :class:`AvgPool2x2` runs as conv → :func:`medistill.ops.norm_relu_pool` (one kernel that reads the
@@ -19,6 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import has_cuda_kernels, has_ops, norm_relu_pool
+
+
+def default_depth(image_size: int) -> int:
+    """Blocks of the ConvNet for ``image_size`` px: 3 below 64 px, then one per doubling (64 → 4, 128 → 5,
+    224 → 5, 256 → 6): each block halves the map, which ends between 4×4 and 7×7 from 32 px on."""
+    depth = 3
+    while image_size >= 2 ** (depth + 3):
+        depth += 1
+    return depth
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -80,16 +94,19 @@ def _fused_op_serves(x: torch.Tensor) -> bool:
 
 
 class ConvNet(nn.Module):
-    """x: (B, C, H, W) → logits (B, K); ``embed(x)`` → (B, feature_dim).
+    """x: (B, C, H, W) → logits (B, K); ``embed(x)`` → (B, feature_dim). ``depth=None``: :func:`default_depth`
+    of ``image_size``.
 
     ``fused_blocks``: run instance-norm/ReLU/avg-pool blocks through the fused op (see the module
     doc); an attribute, so it can be switched on a built network.
     """
 
-    def __init__(self, channels: int, num_classes: int, image_size: int = 28, width: int = 128, depth: int = 3,
+    def __init__(self, channels: int, num_classes: int, image_size: int = 28, width: int = 128, depth: int | None = None,
                  norm: str = "instancenorm", pooling: str = "avgpooling", fused_blocks: bool = True):
         super().__init__()
         self.fused_blocks = fused_blocks
+        depth = default_depth(image_size) if depth is None else depth
+        self.depth = depth
         if channels < 1 or num_classes < 1 or depth < 1 or width < 1:
             raise ValueError("ConvNet needs channels, num_classes, width and depth ≥ 1")
         layers: list[nn.Module] = []

@@ -1,6 +1,6 @@
 """Capture a step (e.g. DSA sampling + op + backward) as one CUDA graph, to replay it without host
 work per kernel: on a GPU, a DSA call is microseconds of kernels inside tens of microseconds of
-Python, dispatch and autograd (BENCHMARKS.md, CUDA section)."""
+Python, dispatch and autograd (BENCHMARKS.md: "DSA op on CUDA" and "GPU runs")."""
 from __future__ import annotations
 
 from typing import Any, Callable

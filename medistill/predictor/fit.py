@@ -1,229 +1,298 @@
-"""How well the random-subset score predicts the distilled score, fitted on a study table.
+"""Fitting the predictor on a study table: per method and IPC, one point per task, grouped by source.
 
-Each pair is one table row: x = the random real subset's score at the row's IPC (its ``random_*``
-columns), y = the row's own score, for one metric (accuracy, balanced accuracy or AUC).
+Points (``points_from_rows``): for each (method, IPC, task) of one budget preset, x = the task's
+indicator — the mean over R random real subsets at that IPC of their mean score (the row's
+``random_<metric>_mean``; every row of a task shares it) with its spread over subsets — and y = the
+method's score averaged over its seeds (each seed's mean over networks), with the seeds kept for the
+seed-to-seed variance. ``full`` and ``random`` rows are not points (random *is* the indicator).
 
-- Correlation: Pearson and Spearman with a percentile bootstrap 95% CI (pairs resampled, seeded).
-  Needs n ≥ 3 pairs and non-constant x and y; otherwise r is None (two points always lie on a line,
-  so a correlation from them says nothing). The bootstrap CI needs n ≥ 4.
-- Regression: ordinary least squares y = a + b·x per method (and per (method, IPC) with ≥ 3 points).
-- Prediction interval: ŷ ± t(0.975, n−2) · s · √(1 + 1/n + (x₀ − x̄)² / Sxx), s the residual standard
-  error; needs n ≥ 3. Marked "not validated" when the pairs come from fewer than 3 distinct datasets:
-  the interval then only describes the points, it is no evidence that the relation carries over.
-- Leave-one-dataset-out (LODO): for each dataset, fit on the other datasets' pairs, predict this
-  dataset's pairs; the mean absolute error over held-out datasets. Needs ≥ 3 distinct datasets
-  (so that each fit has ≥ 2 datasets); otherwise None. Reported next to the same error of a
-  predictor that ignores the indicator (the other datasets' mean score): the indicator is only
-  useful where it beats that.
+Why one fit per (method, IPC) and not IPC as a covariate: the gain of distillation over random images
+shrinks with IPC (the published tables; the indicator itself rises with IPC), so intercept *and* slope
+differ by IPC; a shared slope is an assumption two IPC levels cannot check, and every IPC has its own
+≥ 12 tasks, which is enough for a line. ``predict`` at an IPC without a fit says so instead of
+extrapolating across IPCs.
+
+Each fit (:class:`MethodFit`) carries the line with prediction intervals that include between-source
+variation (:mod:`.stats`), the correlation with a source-level bootstrap CI, and leave-one-source-out
+validation (:func:`leave_one_source_out`). It is called **validated** only when all of these hold:
+
+1. its tasks come from at least ``MIN_SOURCES`` (3) distinct single sources, each task's indicator a mean
+   over at least ``MIN_SUBSETS`` (5) random subsets;
+2. leave-one-source-out ran for every single source (held-out MAE and coverage measured);
+3. the correlation's 95% CI (sources resampled) excludes 0;
+4. the held-out MAE is below that of a predictor that ignores the indicator (the training tasks' mean);
+5. the held-out coverage of the nominal 90% intervals is not credibly below 90% (one-sided binomial p ≥ 0.05).
+
+Otherwise it is "not validated", with the failed conditions as its reasons.
 """
 from __future__ import annotations
 
-import math
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats
 
-MIN_POINTS = 3
-MIN_DATASETS = 3
-MIN_BOOTSTRAP = 4
+from .stats import (LEVEL, Coverage, GroupedCorrelation, GroupedLine, clip, clip_interval, coverage, fit_grouped,
+                    grouped_correlation)
+
+METRICS = ("accuracy", "balanced_accuracy", "auc")  # the study table's score columns (metric_mean)
+DEFAULT_METRIC = "balanced_accuracy"
+MIN_SOURCES = 3
+MIN_SUBSETS = 5  # random subsets behind an indicator
+NOT_POINTS = ("full", "random")
+DISTILLED = ("dc", "dsa", "dm", "mtt")
+METHOD_ORDER = DISTILLED + ("herding", "kcenter")
+
+
+def row_source(row: dict) -> str:
+    """A row's source key: its ``source`` column, else derived from the task name (older tables)."""
+    if row.get("source"):
+        return str(row["source"])
+    name = str(row["dataset"])
+    head, _, spec = name.partition(":")
+    if head == "simulation" and spec:
+        return "+".join(sorted(spec.split("_v_")))
+    return head
+
+
+def sources_of(group: str) -> set[str]:
+    """The single sources behind a source key ('brain+breastmnist+retinamnist' → three)."""
+    return set(group.split("+"))
 
 
 @dataclass
-class Pair:
-    dataset: str
+class Point:
+    task: str
+    source: str
     method: str
-    ipc: int | None
-    x: float  # random-subset score
-    y: float  # the method's score
+    ipc: int
+    x: float  # the indicator: mean over random subsets
+    x_spread: float | None  # spread over subsets
+    y: float  # the method's score, mean over seeds
+    seeds: list[float] = field(default_factory=list)  # each seed's score
+    subsets: int | None = None  # random subsets behind the indicator
 
 
-def pairs_from_table(rows: list[dict], metric: str = "accuracy", methods=None) -> list[Pair]:
-    """Pairs of rows that have both scores; ``full`` (no IPC) and the ``random`` rows themselves are left out."""
-    out = []
+def table_presets(rows: list[dict]) -> list[str]:
+    """Presets of the table's point rows, most rows first."""
+    counts = defaultdict(int)
     for r in rows:
+        if r.get("method") not in NOT_POINTS:
+            counts[str(r.get("preset"))] += 1
+    return sorted(counts, key=lambda p: (-counts[p], p))
+
+
+def resolve_preset(rows: list[dict], requested: str | None = None) -> str | None:
+    """The table's budget tag to fit: ``requested`` itself, or the one tag of that preset with overrides
+    (``quick`` → ``quick~1a2b3c4d``); default the table's most common. ValueError when none or several match."""
+    presets = table_presets(rows)
+    if requested is None or requested in presets:
+        return requested if requested is not None else (presets[0] if presets else None)
+    matches = [p for p in presets if p.split("~")[0] == requested]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ValueError(f"preset {requested!r} has several budgets in the table ({', '.join(matches)}); name one")
+    raise ValueError(f"no method rows of preset {requested!r} in the table; presets there: {', '.join(presets) or 'none'}")
+
+
+def points_from_rows(rows: list[dict], metric: str = DEFAULT_METRIC, preset: str | None = None) -> list[Point]:
+    """One point per (method, IPC, task) of ``preset`` (default: the table's most common preset)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    presets = table_presets(rows)
+    preset = preset if preset is not None else (presets[0] if presets else None)
+    grouped: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get("method") in NOT_POINTS or r.get("ipc") is None or str(r.get("preset")) != str(preset):
+            continue
         x, y = r.get(f"random_{metric}_mean"), r.get(f"{metric}_mean")
-        if r["method"] in ("full", "random") or x is None or y is None:
+        if x is None or y is None or not (np.isfinite(x) and np.isfinite(y)):
             continue
-        if methods is not None and r["method"] not in methods:
+        grouped[(r["method"], int(r["ipc"]), r["dataset"])].append(r)
+    out = []
+    for (method, ipc, task), group in sorted(grouped.items()):
+        group = sorted(group, key=lambda r: r.get("seed") or 0)
+        spreads = [r.get(f"random_{metric}_spread") for r in group if r.get(f"random_{metric}_spread") is not None]
+        seeds = [float(r[f"{metric}_mean"]) for r in group]
+        counts = [r.get("random_subsets") for r in group if r.get("random_subsets") is not None]
+        out.append(Point(task, row_source(group[0]), method, ipc, float(np.mean([r[f"random_{metric}_mean"] for r in group])),
+                         float(np.mean(spreads)) if spreads else None, float(np.mean(seeds)), seeds,
+                         min(counts) if counts else None))
+    return out
+
+
+def single_sources(points: list[Point]) -> list[str]:
+    return sorted({p.source for p in points if "+" not in p.source})
+
+
+def fit_points(points: list[Point]) -> GroupedLine:
+    return fit_grouped([p.x for p in points], [p.y for p in points], [p.source for p in points],
+                       [p.seeds for p in points])
+
+
+@dataclass
+class HeldOut:
+    task: str
+    source: str
+    x: float
+    y: float
+    predicted: float | None
+    interval: tuple[float, float] | None
+    mean_only: float
+
+
+@dataclass
+class Loso:
+    """Leave-one-source-out: every task of a source held out, the line fitted on the tasks that share no
+    source with it (the simulation task, built from every source, is left out of each fold's fit and is
+    never held out itself: no fit would be free of its sources)."""
+
+    held: list[HeldOut] = field(default_factory=list)
+    folds: dict = field(default_factory=dict)  # source → {"train_tasks", "train_sources", "held": n} or {"skipped": why}
+    level: float = LEVEL
+
+    @property
+    def evaluated(self) -> list[HeldOut]:
+        return [h for h in self.held if h.predicted is not None]
+
+    @property
+    def mae(self) -> float | None:
+        h = self.evaluated
+        return float(np.mean([abs(e.predicted - e.y) for e in h])) if h else None
+
+    @property
+    def mae_mean_only(self) -> float | None:
+        h = self.evaluated
+        return float(np.mean([abs(e.mean_only - e.y) for e in h])) if h else None
+
+    @property
+    def mae_identity(self) -> float | None:
+        h = self.evaluated
+        return float(np.mean([abs(e.x - e.y) for e in h])) if h else None
+
+    @property
+    def coverage(self) -> Coverage:
+        h = self.evaluated
+        return coverage([e.y for e in h], [e.interval for e in h], self.level)
+
+    def per_source(self) -> dict[str, dict]:
+        out = {}
+        for source in sorted({h.source for h in self.evaluated}):
+            mine = [h for h in self.evaluated if h.source == source]
+            cov = coverage([e.y for e in mine], [e.interval for e in mine], self.level)
+            out[source] = {"tasks": len(mine), "mae": float(np.mean([abs(e.predicted - e.y) for e in mine])),
+                           "mae_mean_only": float(np.mean([abs(e.mean_only - e.y) for e in mine])),
+                           "covered": cov.hits, "with_interval": cov.n}
+        return out
+
+
+def leave_one_source_out(points: list[Point], level: float = LEVEL) -> Loso:
+    out = Loso(level=level)
+    for source in sorted({p.source for p in points}):
+        held = [p for p in points if p.source == source]
+        train = [p for p in points if not (sources_of(p.source) & sources_of(source))]
+        train_sources = sorted({p.source for p in train})
+        if not train:
+            out.folds[source] = {"skipped": "every other task shares a source with it"}
             continue
-        if not (math.isfinite(x) and math.isfinite(y)):
+        line = fit_points(train)
+        if line.slope is None:
+            out.folds[source] = {"skipped": f"the other sources' {len(train)} task(s) give no line ({line.note})"}
             continue
-        out.append(Pair(r["dataset"], r["method"], r.get("ipc"), float(x), float(y)))
+        mean_only = float(np.mean([p.y for p in train]))
+        for p in held:
+            out.held.append(HeldOut(p.task, p.source, p.x, p.y, clip(line.predict(p.x)),
+                                    clip_interval(line.interval(p.x, level)), mean_only))
+        out.folds[source] = {"train_tasks": len(train), "train_sources": train_sources, "held": len(held)}
     return out
 
 
 @dataclass
-class Correlation:
-    n: int
-    pearson: float | None
-    pearson_ci: tuple[float, float] | None
-    spearman: float | None
-    spearman_ci: tuple[float, float] | None
-    note: str = ""
-
-
-def _degenerate(x: np.ndarray, y: np.ndarray) -> bool:
-    return len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0
-
-
-def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of each row pair of (B, n) arrays."""
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    r = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
-    return np.clip(r, -1.0, 1.0)
-
-
-def correlation(x, y, bootstrap: int = 2000, seed: int = 0) -> Correlation:
-    """Pearson and Spearman r with percentile bootstrap 95% CIs; None where the data cannot support one."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    if n < MIN_POINTS:
-        return Correlation(n, None, None, None, None, f"n = {n} < {MIN_POINTS}: no correlation claimed")
-    if _degenerate(x, y):
-        return Correlation(n, None, None, None, None, "constant scores: correlation undefined")
-    pearson = float(stats.pearsonr(x, y)[0])
-    spearman = float(stats.spearmanr(x, y)[0])
-    if n < MIN_BOOTSTRAP:
-        return Correlation(n, pearson, None, spearman, None, f"n = {n} < {MIN_BOOTSTRAP}: no bootstrap CI")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, (bootstrap, n))
-    bx, by = x[idx], y[idx]
-    keep = (np.ptp(bx, axis=1) > 0) & (np.ptp(by, axis=1) > 0)  # resamples with a defined correlation
-    bx, by = bx[keep], by[keep]
-    rp = _rowwise_pearson(bx, by)
-    rs = _rowwise_pearson(stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1))
-    ci = lambda v: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if len(v) >= 20 else None
-    return Correlation(n, pearson, ci(rp), spearman, ci(rs))
-
-
-@dataclass
-class LinearFit:
-    """OLS y = intercept + slope·x over n points from ``datasets`` distinct datasets."""
-
-    n: int
-    datasets: int
-    intercept: float | None
-    slope: float | None
-    residual_std: float | None  # s, with n − 2 degrees of freedom; None when n < 3
-    x_mean: float | None
-    sxx: float | None
-
-    @property
-    def validated(self) -> bool:
-        return self.datasets >= MIN_DATASETS and self.residual_std is not None
-
-    def predict(self, x0: float) -> float | None:
-        if self.slope is None:
-            return None
-        return self.intercept + self.slope * x0
-
-    def interval(self, x0: float, level: float = 0.95) -> tuple[float, float] | None:
-        """t-based prediction interval for a new point at x0; None when n < 3."""
-        if self.residual_std is None:
-            return None
-        t = stats.t.ppf(0.5 + level / 2, self.n - 2)
-        half = t * self.residual_std * math.sqrt(1 + 1 / self.n + (x0 - self.x_mean) ** 2 / self.sxx)
-        y0 = self.predict(x0)
-        return (y0 - half, y0 + half)
-
-
-def fit_line(x, y, datasets: int | None = None) -> LinearFit:
-    """Least squares on (x, y); slope None when fewer than 2 points or x is constant."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    datasets = n if datasets is None else datasets
-    if n < 2 or np.ptp(x) == 0:
-        return LinearFit(n, datasets, None, None, None, None, None)
-    x_mean = float(x.mean())
-    sxx = float(((x - x_mean) ** 2).sum())
-    slope = float(((x - x_mean) * (y - y.mean())).sum() / sxx)
-    intercept = float(y.mean() - slope * x_mean)
-    s = None
-    if n >= 3:
-        residuals = y - (intercept + slope * x)
-        s = float(math.sqrt((residuals ** 2).sum() / (n - 2)))
-    return LinearFit(n, datasets, intercept, slope, s, x_mean, sxx)
-
-
-def fit_pairs(pairs: list[Pair]) -> LinearFit:
-    return fit_line([p.x for p in pairs], [p.y for p in pairs], len({p.dataset for p in pairs}))
-
-
-@dataclass
-class Lodo:
-    """Leave-one-dataset-out: per held-out dataset, the mean |prediction − truth| of its pairs."""
-
-    datasets: int
-    per_dataset: dict[str, float] = field(default_factory=dict)
-    mae: float | None = None
-    mean_only_mae: float | None = None  # the same, predicting the other datasets' mean score (no indicator)
-    note: str = ""
-
-
-def leave_one_dataset_out(pairs: list[Pair]) -> Lodo:
-    names = sorted({p.dataset for p in pairs})
-    if len(names) < MIN_DATASETS:
-        return Lodo(len(names), note=f"{len(names)} dataset(s) < {MIN_DATASETS}: not validated")
-    errors, mean_only = {}, {}
-    for held in names:
-        rest = [p for p in pairs if p.dataset != held]
-        fit = fit_pairs(rest)
-        if fit.slope is None:
-            continue
-        rest_mean = float(np.mean([p.y for p in rest]))
-        errors[held] = float(np.mean([abs(fit.predict(p.x) - p.y) for p in pairs if p.dataset == held]))
-        mean_only[held] = float(np.mean([abs(rest_mean - p.y) for p in pairs if p.dataset == held]))
-    if not errors:
-        return Lodo(len(names), note="no held-out fit possible (constant random-subset scores)")
-    return Lodo(len(names), errors, float(np.mean(list(errors.values()))), float(np.mean(list(mean_only.values()))))
-
-
-@dataclass
 class MethodFit:
-    """Everything fitted for one method and metric (``ipc`` None: all IPCs pooled)."""
+    """Everything fitted for one method at one IPC and one metric."""
 
     method: str
+    ipc: int
     metric: str
-    ipc: int | None
-    correlation: Correlation
-    line: LinearFit
-    lodo: Lodo
+    preset: str | None
+    points: list[Point]
+    line: GroupedLine
+    correlation: GroupedCorrelation
+    loso: Loso
+
+    @property
+    def tasks(self) -> int:
+        return len(self.points)
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({p.source for p in self.points})
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the fit is not validated (empty: validated)."""
+        out = []
+        singles = single_sources(self.points)
+        if len(singles) < MIN_SOURCES:
+            out.append(f"its {self.tasks} task(s) come from {len(singles)} source(s) (< {MIN_SOURCES})")
+        few = [p for p in self.points if p.subsets is None or p.subsets < MIN_SUBSETS]
+        if few:
+            out.append(f"the indicator of {len(few)} task(s) is a mean over fewer than {MIN_SUBSETS} random subsets "
+                       "(or an unknown number)")
+        skipped = [s for s in singles if "skipped" in self.loso.folds.get(s, {"skipped": ""})]
+        if skipped or self.loso.mae is None:
+            out.append("leave-one-source-out could not be run for " + (", ".join(skipped) if skipped else "any source"))
+        c = self.correlation
+        if c.pearson_ci is None:
+            out.append(f"no correlation CI ({c.note or 'too few tasks'})")
+        elif not c.excludes_zero:
+            out.append(f"the correlation's 95% CI [{c.pearson_ci[0]:.2f}, {c.pearson_ci[1]:.2f}] includes 0")
+        if self.loso.mae is not None and self.loso.mae >= self.loso.mae_mean_only:
+            out.append(f"held-out MAE {self.loso.mae:.3f} does not beat ignoring the indicator "
+                       f"({self.loso.mae_mean_only:.3f})")
+        cov = self.loso.coverage
+        if cov.n == 0 and self.loso.mae is not None:
+            out.append("no held-out interval (too few training tasks)")
+        elif cov.too_narrow:
+            out.append(f"held-out coverage {cov.text()} is credibly below the nominal {cov.nominal:.0%} "
+                       f"(binomial p = {cov.p_below:.3f})")
+        return out
 
     @property
     def validated(self) -> bool:
-        return self.line.validated and self.lodo.mae is not None
+        return not self.reasons
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "validated": self.validated}
+        cov = self.loso.coverage
+        return {"method": self.method, "ipc": self.ipc, "metric": self.metric, "preset": self.preset,
+                "tasks": self.tasks, "sources": self.sources, "line": asdict(self.line),
+                "correlation": asdict(self.correlation),
+                "loso": {"mae": self.loso.mae, "mae_mean_only": self.loso.mae_mean_only,
+                         "mae_identity": self.loso.mae_identity, "coverage": cov.rate, "covered": cov.hits,
+                         "with_interval": cov.n, "level": self.loso.level, "folds": self.loso.folds,
+                         "per_source": self.loso.per_source(), "held": [asdict(h) for h in self.loso.held]},
+                "validated": self.validated, "reasons": self.reasons,
+                "points": [asdict(p) for p in self.points]}
 
 
-def fit_method(pairs: list[Pair], method: str, metric: str, ipc: int | None = None) -> MethodFit:
-    chosen = [p for p in pairs if p.method == method and (ipc is None or p.ipc == ipc)]
-    return MethodFit(method, metric, ipc, correlation([p.x for p in chosen], [p.y for p in chosen]),
-                     fit_pairs(chosen), leave_one_dataset_out(chosen))
+def fit_method(points: list[Point], method: str, ipc: int, metric: str, preset: str | None = None) -> MethodFit:
+    mine = [p for p in points if p.method == method and p.ipc == ipc]
+    return MethodFit(method, ipc, metric, preset, mine, fit_points(mine),
+                     grouped_correlation([p.x for p in mine], [p.y for p in mine], [p.source for p in mine]),
+                     leave_one_source_out(mine))
 
 
-def fit_table(rows: list[dict], metric: str = "accuracy") -> list[MethodFit]:
-    """One pooled fit per method, plus one per (method, IPC) where that IPC has ≥ 3 pairs and more than one IPC exists."""
-    pairs = pairs_from_table(rows, metric)
-    fits = []
-    for method in sorted({p.method for p in pairs}):
-        own = [p for p in pairs if p.method == method]
-        fits.append(fit_method(pairs, method, metric))
-        ipcs = sorted({p.ipc for p in own if p.ipc is not None})
-        if len(ipcs) > 1:
-            for ipc in ipcs:
-                if sum(p.ipc == ipc for p in own) >= MIN_POINTS:
-                    fits.append(fit_method(pairs, method, metric, ipc))
-    return fits
+def ordered_methods(methods) -> list[str]:
+    methods = set(methods)
+    return [m for m in METHOD_ORDER if m in methods] + sorted(methods - set(METHOD_ORDER))
 
 
-def best_fit(fits: list[MethodFit], method: str, ipc: int | None) -> MethodFit | None:
-    """The per-IPC fit of ``method`` at ``ipc`` if there is one, else its pooled fit."""
-    own = [f for f in fits if f.method == method]
-    for f in own:
-        if ipc is not None and f.ipc == ipc:
-            return f
-    return next((f for f in own if f.ipc is None), None)
+def fit_table(rows: list[dict], metric: str = DEFAULT_METRIC, preset: str | None = None) -> list[MethodFit]:
+    """One fit per (method, IPC) with points in the table, methods in the usual order."""
+    presets = table_presets(rows)
+    preset = preset if preset is not None else (presets[0] if presets else None)
+    points = points_from_rows(rows, metric, preset)
+    keys = {(p.method, p.ipc) for p in points}
+    order = {m: i for i, m in enumerate(ordered_methods({m for m, _ in keys}))}
+    return [fit_method(points, m, ipc, metric, preset) for m, ipc in sorted(keys, key=lambda k: (order[k[0]], k[1]))]

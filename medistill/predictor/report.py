@@ -1,18 +1,23 @@
-"""The study report: a Markdown file with the results table, the fits for every metric, a scatter
-plot (random-subset score vs method score, one colour per method, fitted lines, identity line) and
-what the numbers can and cannot support."""
+"""The study report: Markdown (the evidence, the fits, leave-one-source-out, what is validated and why
+not), a scatter per method (indicator vs score, coloured by source, with the fitted line and its
+interval band) and a held-out calibration plot (leave-one-source-out prediction vs measured score,
+with the intervals). PNGs via matplotlib's Agg backend."""
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from pathlib import Path
 
-from ..atomic_io import _atomic, atomic_write_text
-from ..study.table import METRICS
-from .fit import MIN_DATASETS, fit_table, pairs_from_table
+import numpy as np
+
+from ..atomic_io import atomic_write, atomic_write_text
+from .fit import (DEFAULT_METRIC, METRICS, MIN_SOURCES, MethodFit, fit_table, ordered_methods, resolve_preset,
+                  row_source, table_presets)
+from .stats import LEVEL, clip
 
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "auc": "AUC"}
-COLOURS = {"dc": "tab:blue", "dsa": "tab:orange", "dm": "tab:green", "mtt": "tab:red", "herding": "tab:purple",
-           "kcenter": "tab:brown"}
+SOURCE_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+                  "tab:olive", "tab:cyan"]
 
 
 def _f(value, digits: int = 3) -> str:
@@ -21,146 +26,276 @@ def _f(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _pm(row: dict, prefix: str, metric: str) -> str:
-    mean, std = row.get(f"{prefix}{metric}_mean"), row.get(f"{prefix}{metric}_std")
-    return "–" if mean is None else f"{mean:.3f} ± {std:.3f}"
+def _sd(var) -> str:
+    return "–" if var is None else f"{math.sqrt(max(var, 0.0)):.3f}"
 
 
 def _ci(ci) -> str:
     return "" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def results_table(rows: list[dict]) -> list[str]:
-    order = {m: i for i, m in enumerate(["full", "random", "herding", "kcenter", "dc", "dsa", "dm", "mtt"])}
-    rows = sorted(rows, key=lambda r: (r["dataset"], r["ipc"] or 0, order.get(r["method"], 99), r["seed"]))
-    lines = ["| dataset | method | IPC | seed | accuracy | balanced acc. | AUC | random subset acc. | random bal. acc. "
-             "| random AUC | majority | networks × epochs | reused | seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+def source_colours(rows: list[dict]) -> dict[str, str]:
+    names = sorted({row_source(r) for r in rows}, key=lambda s: ("+" in s, s))
+    return {s: SOURCE_COLOURS[i % len(SOURCE_COLOURS)] for i, s in enumerate(names)}
+
+
+def fits_table(fits: list[MethodFit]) -> list[str]:
+    lines = [f"| method | IPC | tasks | sources | Pearson r [95% CI, sources resampled] | slope | intercept "
+             f"| σ between sources | σ within | σ seeds | held-out MAE | MAE, mean only | MAE, y = x "
+             f"| held-out coverage ({LEVEL:.0%}) | validated |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in fits:
+        c, line, loso = f.correlation, f.line, f.loso
+        verdict = "**yes**" if f.validated else "no: " + "; ".join(f.reasons)
         lines.append(
-            f"| {r['dataset']} | {r['method']} | {r['ipc'] if r['ipc'] is not None else 'all'} | {r['seed']} | "
-            f"{_pm(r, '', 'accuracy')} | {_pm(r, '', 'balanced_accuracy')} | {_pm(r, '', 'auc')} | "
-            f"{_pm(r, 'random_', 'accuracy')} | {_pm(r, 'random_', 'balanced_accuracy')} | {_pm(r, 'random_', 'auc')} | "
-            f"{_f(r.get('majority_rate'))} | {r.get('eval_models')} × {r.get('eval_epochs')}"
-            f"{' DSA' if r.get('eval_augment') else ''} | {'yes' if r.get('reused') else 'no'} | "
-            f"{_f(r.get('wall_seconds'), 0)} |")
+            f"| {f.method} | {f.ipc} | {f.tasks} | {len(f.sources)} | {_f(c.pearson, 2)}{_ci(c.pearson_ci)} | "
+            f"{_f(line.slope, 2)} | {_f(line.intercept, 2)} | {_sd(line.sigma_b2)} | {_sd(line.sigma_w2)} | "
+            f"{_sd(line.seed_var)} | {_f(loso.mae)} | {_f(loso.mae_mean_only)} | {_f(loso.mae_identity)} | "
+            f"{loso.coverage.text()} | {verdict} |")
     return lines
 
 
-def fits_table(rows: list[dict], metric: str) -> list[str]:
-    lines = ["| method | IPC | n | datasets | Pearson r [95% CI] | Spearman ρ [95% CI] | slope | intercept "
-             "| residual s | LODO MAE | LODO MAE, mean only | validated |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for f in fit_table(rows, metric):
-        c, line = f.correlation, f.line
-        lines.append(
-            f"| {f.method} | {'all' if f.ipc is None else f.ipc} | {c.n} | {line.datasets} | "
-            f"{_f(c.pearson, 2)}{_ci(c.pearson_ci)} | {_f(c.spearman, 2)}{_ci(c.spearman_ci)} | "
-            f"{_f(line.slope, 2)} | {_f(line.intercept, 2)} | {_f(line.residual_std)} | {_f(f.lodo.mae)} | "
-            f"{_f(f.lodo.mean_only_mae)} | "
-            f"{'yes' if f.validated else 'no'} |")
+def loso_table(fits: list[MethodFit]) -> list[str]:
+    sources = sorted({s for f in fits for s in f.loso.folds})
+    lines = ["| method | IPC | " + " | ".join(sources) + " |", "|---|---|" + "---|" * len(sources)]
+    for f in fits:
+        per = f.loso.per_source()
+        cells = []
+        for s in sources:
+            fold = f.loso.folds.get(s, {})
+            if s in per:
+                cells.append(f"{per[s]['mae']:.3f} ({per[s]['covered']}/{per[s]['with_interval']} in)")
+            else:
+                cells.append("skipped" if "skipped" in fold else "–")
+        lines.append(f"| {f.method} | {f.ipc} | " + " | ".join(cells) + " |")
     return lines
 
 
-def validity_statements(rows: list[dict]) -> list[str]:
-    datasets = sorted({r["dataset"] for r in rows})
-    pairs = pairs_from_table(rows, "accuracy")
-    out = [f"- The table holds {len(rows)} finished cells from {len(datasets)} dataset(s) ({', '.join(datasets)}); "
-           f"{len(pairs)} of them pair a method's score with the random-subset score at the same IPC.",
-           f"- A fit is called validated only when its points come from at least {MIN_DATASETS} distinct datasets "
-           "and a leave-one-dataset-out error could be computed; that is a minimum for any claim, not evidence that the error is small. Correlations are not reported from fewer than 3 "
-           "points (two points always lie on a line) and carry no bootstrap CI below 4 points."]
-    for f in fit_table(rows, "accuracy"):
-        if f.ipc is not None:
-            continue
-        if f.validated:
-            verdict = ("the indicator beats ignoring it" if f.lodo.mae < f.lodo.mean_only_mae
-                       else "**the indicator does not beat ignoring it**")
-            out.append(f"- {f.method}: {f.line.n} points from {f.line.datasets} datasets; leave-one-dataset-out mean "
-                       f"absolute error {_f(f.lodo.mae)} (accuracy) vs {_f(f.lodo.mean_only_mae)} predicting the other "
-                       f"datasets' mean: {verdict}. Each held-out fit rests on {f.line.datasets - 1} datasets, "
-                       "so this is a weak check.")
-        else:
-            out.append(f"- {f.method}: {f.line.n} point(s) from {f.line.datasets} dataset(s): **not validated**; "
-                       "any line or interval only describes these points.")
-    if any(r["method"] == "herding" and r["ipc"] == 1 for r in rows) and any(
-            r["method"] == "kcenter" and r["ipc"] == 1 for r in rows):
-        out.append("- At IPC 1 herding and k-center pick the same image (both start from the sample nearest the "
-                   "class mean), so their IPC 1 rows coincide: they are not independent evidence.")
-    presets = sorted({str(r.get("preset")) for r in rows})
-    out += [f"- Budget(s): {', '.join(presets)}. The quick preset distils for minutes on a CPU, far below the "
-            "published budgets, and scores each set with 3 networks × 300 epochs: these are small-budget results, "
-            "not a reproduction of the paper's numbers.",
-            "- On imbalanced test splits accuracy can look good for a model that predicts the majority class "
-            "(BreastMNIST: majority rate 0.731); read balanced accuracy and AUC beside it.",
-            "- 'simulation' is a constructed dataset (each MedMNIST file one class, grayscale repeated into 3 "
-            "channels, at most 300/50/150 images per class): its classes differ by organ and modality, so it is "
-            "far easier than a real diagnostic task."]
-    return out
+def evidence_lines(rows: list[dict], preset: str | None) -> list[str]:
+    mine = [r for r in rows if str(r.get("preset")) == str(preset)]
+    by_source = defaultdict(set)
+    for r in mine:
+        by_source[row_source(r)].add(r["dataset"])
+    singles = [s for s in by_source if "+" not in s]
+    lines = [f"- Budget preset `{preset}`: {len(mine)} cells, {sum(len(v) for v in by_source.values())} tasks from "
+             f"{len(singles)} source(s) and {len(by_source) - len(singles)} task(s) built from several sources."]
+    for source in sorted(by_source, key=lambda s: ("+" in s, s)):
+        lines.append(f"  - **{source}**: {', '.join(f'`{t}`' for t in sorted(by_source[source]))}")
+    seeds = defaultdict(set)
+    for r in mine:
+        seeds[r["method"]].add(r.get("seed"))
+    lines.append("- Seeds per method: " + ", ".join(f"{m} {len(seeds[m])}" for m in ordered_methods(seeds)
+                                                      if m in seeds) + ".")
+    subsets = sorted({r.get("random_subsets") for r in mine if r.get("random_subsets") is not None})
+    plain = [r for r in mine if r.get("method") == "random"] or [r for r in mine if not r.get("eval_augment")] or mine
+    models = sorted({(r.get("eval_models"), r.get("eval_epochs")) for r in plain
+                     if r.get("eval_models") is not None and r.get("eval_epochs") is not None})
+    lines.append(f"- Indicator: the mean over R = {', '.join(map(str, subsets)) or '?'} random real subsets at the "
+                 f"same IPC, each scored by {', '.join(f'{m} network(s) × {e} epochs' for m, e in models) or '?'} "
+                 "(the real-image recipe: no augmentation), with its spread over the subsets; one indicator per task "
+                 "and IPC, shared by every method and seed.")
+    others = [p for p in table_presets(rows) if p != str(preset)]
+    if others:
+        lines.append(f"- Rows of other presets ({', '.join(others)}) are not used: budgets are never pooled.")
+    return lines
 
 
-def scatter_plot(rows: list[dict], path) -> Path:
-    """One panel per metric: random-subset score (x) vs method score (y), fitted line per method, y = x."""
-    import matplotlib
-    matplotlib.use("Agg")
+DESIGN = [
+    "- **Unit of evidence**: a task (a source's classes chosen or merged, or the simulation set). Each fit has one "
+    "point per task: x = the task's indicator, y = the method's score averaged over its seeds.",
+    "- **One fit per method and IPC** (not IPC as a covariate): the gain over random images shrinks with IPC, so "
+    "intercept and slope both differ by IPC, and two IPC levels cannot check a shared slope; each IPC has its own "
+    "tasks.",
+    "- **Line and intervals**: least squares over tasks; a random source effect (tasks of one source share it) and "
+    "a task effect estimated from the residuals by the one-way ANOVA method of moments; the nominal "
+    f"{LEVEL:.0%} prediction interval for a new task from a new source adds both to the fit's own uncertainty and "
+    "uses Satterthwaite's degrees of freedom (about the number of sources − 1 when sources differ); `predict` also "
+    "adds the seed-to-seed variance of one run. Predictions and intervals are clipped to [0, 1].",
+    "- **Correlation CI**: percentile bootstrap resampling sources, then tasks within each drawn source, so the "
+    "tasks of one source are not counted as independent evidence.",
+    "- **Leave-one-source-out**: every task of a source held out, the line fitted on the tasks sharing no source "
+    "with it, the held-out tasks predicted; the simulation task (built from every source) is in no fold's fit and "
+    "never held out. Its MAE is shown next to two predictors that ignore the indicator: the training tasks' mean "
+    "score and y = x (\"as good as a random subset\").",
+    f"- **Validated** only when: tasks from ≥ {MIN_SOURCES} sources; every source held out once; the correlation's "
+    "95% CI excludes 0; held-out MAE below the mean-only predictor's; held-out coverage not credibly below "
+    f"{LEVEL:.0%} (one-sided binomial p ≥ 0.05). Otherwise **not validated**, with the reasons.",
+]
+
+
+def results_table(rows: list[dict], preset: str | None, metric: str) -> list[str]:
+    mine = [r for r in rows if str(r.get("preset")) == str(preset) and r.get("ipc") is not None]
+    cells = defaultdict(list)
+    for r in mine:
+        cells[(row_source(r), r["dataset"], r["ipc"], r["method"])].append(r)
+    lines = [f"| source | task | classes | IPC | method | seeds | {METRIC_NAMES[metric]} (mean ± sd over seeds) "
+             f"| indicator ± spread | gain |", "|---|---|---|---|---|---|---|---|---|"]
+    order = {m: i for i, m in enumerate(["random"] + ordered_methods({k[3] for k in cells}))}
+    for key in sorted(cells, key=lambda k: ("+" in k[0], k[0], k[1], k[2], order.get(k[3], 99))):
+        group = cells[key]
+        ys = [r.get(f"{metric}_mean") for r in group if r.get(f"{metric}_mean") is not None]
+        x = group[0].get(f"random_{metric}_mean")
+        spread = group[0].get(f"random_{metric}_spread")
+        score = "–" if not ys else f"{np.mean(ys):.3f} ± {np.std(ys):.3f}"
+        gain = "–" if not ys or x is None or key[3] == "random" else f"{np.mean(ys) - x:+.3f}"
+        lines.append(f"| {key[0]} | `{key[1]}` | {group[0].get('classes') or '–'} | {key[2]} | {key[3]} | {len(group)} "
+                     f"| {score} | {_f(x)} ± {_f(spread)} | {gain} |")
+    return lines
+
+
+def _grid(fits: list[MethodFit]):
+    methods = ordered_methods({f.method for f in fits})
+    ipcs = sorted({f.ipc for f in fits})
+    return methods, ipcs, {(f.method, f.ipc): f for f in fits}
+
+
+def _save(fig, path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4.6))
-    markers = {}
-    for ax, metric in zip(axes, METRICS):
-        pairs = pairs_from_table(rows, metric)
-        fits = {f.method: f for f in fit_table(rows, metric) if f.ipc is None}
-        ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="y = x")
-        for method in sorted({p.method for p in pairs}):
-            own = [p for p in pairs if p.method == method]
-            colour = COLOURS.get(method, "black")
-            for p in own:
-                marker = markers.setdefault(p.dataset, "osD^v<>p*h"[len(markers) % 10])
-                ax.scatter(p.x, p.y, color=colour, marker=marker, s=40, zorder=3)
-            fit = fits.get(method)
-            if fit is not None and fit.line.slope is not None:
-                xs = [min(p.x for p in own), max(p.x for p in own)]
-                ax.plot(xs, [fit.line.predict(x) for x in xs], color=colour, linewidth=1.5,
-                        linestyle="-" if fit.validated else ":")
-            ax.plot([], [], color=colour, linewidth=3, label=method)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"random real subset, {METRIC_NAMES[metric]}")
-        ax.set_ylabel(f"method, {METRIC_NAMES[metric]}")
-        ax.set_title(f"{METRIC_NAMES[metric]} ({len(pairs)} points)")
-        ax.grid(alpha=0.3)
-    for dataset, marker in markers.items():
-        axes[-1].scatter([], [], color="black", marker=marker, label=dataset)
-    axes[-1].legend(loc="lower right", fontsize=8)
-    fig.suptitle("Does the random-subset score predict the method's score? (solid: validated fit; dotted: not)")
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 
 
-def write_report(rows: list[dict], out_dir, table_path: str, command: str = "") -> tuple[Path, Path]:
-    """``out_dir/report.md`` and ``out_dir/scatter.png``; returns both paths."""
+def scatter_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: str) -> Path:
+    """A panel per method (columns) and IPC (rows): task points coloured by source, seeds as small dots,
+    the fitted line with its interval band (solid: validated, dotted: not), y = x dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods, ipcs, by_key = _grid(fits)
+    fig, axes = plt.subplots(len(ipcs), len(methods), figsize=(3.2 * len(methods), 3.3 * len(ipcs)), squeeze=False)
+    for i, ipc in enumerate(ipcs):
+        for j, method in enumerate(methods):
+            ax = axes[i][j]
+            ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=0.8)
+            f = by_key.get((method, ipc))
+            if f is None:
+                ax.set_title(f"{method}, IPC {ipc}: no tasks", fontsize=9)
+                continue
+            for p in f.points:
+                c = colours.get(p.source, "black")
+                ax.scatter([p.x] * len(p.seeds), p.seeds, color=c, s=6, alpha=0.4, zorder=2)
+                ax.scatter(p.x, p.y, color=c, s=28, edgecolor="black", linewidth=0.4, zorder=3)
+            line = f.line
+            if line.slope is not None:
+                xs = np.linspace(*line.x_range, 30)
+                ax.plot(xs, [clip(line.predict(x)) for x in xs], color="black", linewidth=1.4,
+                        linestyle="-" if f.validated else ":")
+                bands = [line.interval(x) for x in xs]
+                if all(b is not None for b in bands):
+                    ax.fill_between(xs, [clip(b[0]) for b in bands], [clip(b[1]) for b in bands], color="0.5",
+                                    alpha=0.15, linewidth=0)
+            c = f.correlation
+            ax.set_title(f"{method}, IPC {ipc}: r {_f(c.pearson, 2)}{_ci(c.pearson_ci)}\n"
+                         f"{'validated' if f.validated else 'not validated'} ({f.tasks} tasks)", fontsize=8)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if i == len(ipcs) - 1:
+                ax.set_xlabel(f"indicator (random subsets, {METRIC_NAMES[metric]})", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"method's {METRIC_NAMES[metric]}", fontsize=8)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=c, label=s) for s, c in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8)
+    fig.suptitle(f"Indicator vs score per method ({METRIC_NAMES[metric]})\nband: {LEVEL:.0%} interval for a new "
+                 "task of a new source; line solid if validated, dotted if not", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.94))
+    return _save(fig, path)
+
+
+def calibration_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: str) -> Path:
+    """Leave-one-source-out: predicted (x, with its interval as a horizontal bar) vs measured (y)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods, ipcs, by_key = _grid(fits)
+    fig, axes = plt.subplots(len(ipcs), len(methods), figsize=(3.2 * len(methods), 3.3 * len(ipcs)), squeeze=False)
+    for i, ipc in enumerate(ipcs):
+        for j, method in enumerate(methods):
+            ax = axes[i][j]
+            ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=0.8)
+            f = by_key.get((method, ipc))
+            held = f.loso.evaluated if f is not None else []
+            for h in held:
+                c = colours.get(h.source, "black")
+                if h.interval is not None:
+                    ax.plot(h.interval, [h.y, h.y], color=c, alpha=0.5, linewidth=1.2)
+                ax.scatter(h.predicted, h.y, color=c, s=24, edgecolor="black", linewidth=0.4, zorder=3)
+            cov = f.loso.coverage if f is not None else None
+            ax.set_title(f"{method}, IPC {ipc}: held-out MAE {_f(f.loso.mae if f else None)}\n"
+                         f"coverage {cov.text() if cov else '–'}", fontsize=8)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if i == len(ipcs) - 1:
+                ax.set_xlabel("predicted, source left out", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"measured {METRIC_NAMES[metric]}", fontsize=8)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=c, label=s) for s, c in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8)
+    fig.suptitle(f"Leave-one-source-out calibration ({METRIC_NAMES[metric]})\nbars: nominal {LEVEL:.0%} intervals",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.94))
+    return _save(fig, path)
+
+
+def write_report(rows: list[dict], out_dir, table_path: str, metric: str = DEFAULT_METRIC, preset: str | None = None,
+                 command: str = "") -> dict[str, Path]:
+    """``report.md``, ``scatter.png`` and ``calibration.png`` in ``out_dir``; returns their paths."""
     if not rows:
         raise ValueError(f"the study table {table_path} has no rows yet: run `medistill study` first")
+    preset = resolve_preset(rows, preset)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = scatter_plot(rows, out_dir / "scatter.png")
+    fits = {m: fit_table(rows, m, preset) for m in METRICS}
+    primary = fits[metric]
+    colours = source_colours([r for r in rows if str(r.get("preset")) == str(preset)])
+    scatter = scatter_plot(primary, colours, out_dir / "scatter.png", metric) if primary else None
+    calibration = calibration_plot(primary, colours, out_dir / "calibration.png", metric) if primary else None
+    validated = [f for f in primary if f.validated]
     lines = ["# Predicting distillation success: study report", "",
-             f"Table: `{table_path}` ({len(rows)} cells). "
-             + (f"Generated by `{command}`." if command else ""), "",
-             "Each point pairs a method's score on a dataset at an IPC with the score of networks trained on a "
-             "random real subset with the same images per class, under the same evaluation protocol (with DSA "
-             "training when the method's set is scored with it).", "",
-             "## What these numbers can support", "", *validity_statements(rows), "",
-             "## Results", "", *results_table(rows), ""]
-    for metric in METRICS:
-        lines += [f"## Random subset → method score: {METRIC_NAMES[metric]}", "", *fits_table(rows, metric), ""]
-    lines += ["LODO MAE: fit the line without one dataset, predict that dataset's points, mean absolute error "
-              "over held-out datasets; 'mean only' predicts the other datasets' mean score instead (no indicator). Pearson/Spearman CIs: percentile bootstrap over points (2000 resamples).", "",
-              "## Scatter", "", f"![random subset vs method score]({png.name})", ""]
-    md = atomic_write_text(out_dir / "report.md", "\n".join(lines))
-    return md, png
+             f"Table: `{table_path}` ({len(rows)} cells). " + (f"Generated by `{command}`." if command else ""), "",
+             "Claim under test: the score of a few random real images per class (the *indicator*) predicts the score "
+             "a distillation method (or a selection of real images) reaches on the same task at the same IPC.", "",
+             "## Verdict", ""]
+    if not primary:
+        lines.append("No fit: the table has no method rows with an indicator for this preset.")
+    elif validated:
+        lines.append(f"Validated on {METRIC_NAMES[metric]}: " + ", ".join(f"{f.method} at IPC {f.ipc}" for f in validated)
+                     + ". Every other fit is **not validated** (reasons in the table below).")
+    else:
+        lines.append(f"**Not validated**: no fit on {METRIC_NAMES[metric]} passes the rule below. The reasons, per "
+                     "fit, are in the last column of the table.")
+    lines += ["", "## The evidence", "", *evidence_lines(rows, preset), "", "## Design", "", *DESIGN, "",
+              f"## Fits: {METRIC_NAMES[metric]} (the primary metric)", "", *fits_table(primary), "",
+              "σ between sources / within / seeds: standard deviations of the source effect, of the task effect and "
+              "between seeds of one task. MAE, mean only: predicting each held-out task by the training tasks' mean "
+              "score; MAE, y = x: predicting it by its own indicator.", "",
+              "### Leave-one-source-out, per held-out source", "",
+              "Mean absolute error of the held-out tasks (how many fell inside their intervals).", "",
+              *loso_table(primary), "",
+              "## Figures", ""]
+    if scatter is not None:
+        lines += [f"![indicator vs score]({scatter.name})", "", f"![held-out calibration]({calibration.name})", ""]
+    for other in METRICS:
+        if other != metric:
+            lines += [f"## Fits: {METRIC_NAMES[other]}", "", *fits_table(fits[other]), ""]
+    lines += [f"## Results ({METRIC_NAMES[metric]})", "", *results_table(rows, preset, metric), "",
+              "## Caveats", "",
+              "- Tasks of one source share images, labels, acquisition and the test split's make-up; the fits treat "
+              "them as correlated (a source effect), and the number of independent sources, not of tasks, bounds "
+              "what can be claimed.",
+              "- The simulation task (each class a different source) is far easier than any diagnostic task.",
+              "- Small budgets: scores are of this preset's distillation and evaluation budget, not the published "
+              "ones.",
+              "- Accuracy on imbalanced test splits flatters majority-class models; balanced accuracy is the primary "
+              "metric for that reason."]
+    md = atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
+    return {"report": md, **({"scatter": scatter, "calibration": calibration} if scatter is not None else {})}

@@ -1,6 +1,7 @@
 """The random-subset baseline: R random real subsets at an IPC, each scored by N networks, with its spread.
 
-One implementation and one cache for everything that compares with random real images: a run's
+One implementation and one cache for everything that compares with random real images (per class, or
+per group for multi-label data: :mod:`medistill.selection`): a run's
 ``metrics.json``, ``medistill baseline --selector random``, the study and ``predict`` (whose
 indicator it is). Subset k of seed s draws its images with selection seed ``s * 1000 + k`` and is
 scored with evaluation seed ``s * 1000 + k`` (so seed 0 gives subsets 0, 1, …). Each subset's result
@@ -45,8 +46,8 @@ def _cache_path(cache_dir: Path, dataset: ImageDataset, ipc: int, seed: int, con
 def score_subset(dataset: ImageDataset, ipc: int, seed: int, config: EvalConfig, progress: bool = True,
                  desc: str = "random subset") -> dict:
     """One random subset (selection seed ``seed``) scored with ``config`` (its seed replaced by ``seed``)."""
-    indices = random_indices(dataset.class_indices("train"), ipc, torch.Generator().manual_seed(seed))
-    result = evaluate_images(dataset.train_images[indices], dataset.train_labels[indices], dataset.test_images,
+    indices = random_indices(dataset.group_indices("train"), ipc, torch.Generator().manual_seed(seed))
+    result = evaluate_images(dataset.images("train")[indices], dataset.train_labels[indices], dataset.images("test"),
                              dataset.test_labels, dataset.num_classes, dataset.task,
                              dataclasses.replace(config, seed=seed), progress=progress, desc=desc).to_dict()
     result["subset_seed"] = seed

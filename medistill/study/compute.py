@@ -12,10 +12,19 @@ its manifest instead) plus the evaluation settings in metrics.json (networks, ep
 Baselines (random, herding, k-center, full) are scored with the one evaluation recipe (no
 augmentation for real images), into ``<runs>/<cell id>/metrics.json`` with the selected set beside it.
 
-The indicator of each row is the random-subset baseline at the same IPC (R subsets,
-:func:`medistill.selection.random_baseline`, one cache in ``<runs>/.random_baselines``) scored under
-the same protocol as the row (with DSA training when the distilled set is evaluated with it, as the
-runner does); the row keeps its mean over networks and its spread over subsets.
+The indicator of each row (its ``random_*`` columns) is the task's random-subset baseline at the
+row's IPC: R subsets (:func:`medistill.selection.random_baseline`, one cache in
+``<runs>/.random_baselines``) scored under the real-image recipe (no augmentation) with evaluation seed
+``INDICATOR_SEED`` — one per (task, IPC), shared by every method and seed, computed by one process while
+the others wait for it. It is what ``medistill predict`` measures on a new dataset, so a distilled set
+is compared with what a user would otherwise do: train on a few random real images. (A run folder's
+own ``metrics.json`` compares with random subsets trained under the set's protocol instead; the study
+does not compute those: distillations run without evaluation and are scored here, with the one recipe,
+into ``<run folder>/study_metrics.json``.) ``verdict`` applies the "beats random" rule
+(:func:`medistill.evaluate.compare_with_random`) against the indicator.
+
+Herding and k-center share the embedding network of their (task, seed): its features are computed
+once and cached in ``<runs>/.embeddings`` (the selection itself is :func:`medistill.selection.select`'s).
 """
 from __future__ import annotations
 
@@ -29,20 +38,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..atomic_io import atomic_write_text
-from ..data import ImageDataset, load_dataset
-from ..evaluate import EvalConfig, evaluate_set
+from ..data import ImageDataset, ImageSet
+from ..evaluate import EvalConfig, compare_with_random, evaluate_set
 from ..ops.dsa_params import DEFAULT_STRATEGY
 from ..methods import ExpertConfig, build_experts, distill, make_config
-from ..methods.experts import _manifest, expert_path
+from ..methods.experts import bank_manifest, expert_path
 from ..methods.checkpoint import RESUME_NEUTRAL, config_mismatch, load_json
 from ..methods.runner import run_config_of
-from ..selection import check_ipc, random_baseline, select
+from ..run_lock import RunLock
+from ..selection import check_ipc, embedding_features, herding_order, kcenter_order, random_baseline, select
 from ..selection.random_scores import subset_seed
-from .cells import BASELINES, DISTILL_METHODS, Budget, Cell
+from .cells import BASELINES, DISTILL_METHODS, Budget, Cell, method_overrides
 from .runner import CellUnavailable
 from .table import METRICS
+from .tasks import TaskLoader, parse_task, task_source
 
 IMPORT_NEUTRAL = RESUME_NEUTRAL | {"expert_dir"}
+INDICATOR_SEED = 0  # the evaluation seed of every indicator (medistill.predictor.indicator uses the same)
+STUDY_METRICS = "study_metrics.json"
+EMBED_EPOCHS = 10  # medistill.selection.select's default
 
 
 def summary_columns(result: dict, prefix: str = "") -> dict:
@@ -84,11 +98,22 @@ class CellComputer:
         self.verify_md5 = verify_md5
         self.import_only = import_only
         self._datasets: dict[str, ImageDataset] = {}
+        self._loader = TaskLoader(data_root, verify_md5=verify_md5)
 
     def dataset(self, name: str) -> ImageDataset:
+        """A MedMNIST name, a task name (:mod:`.tasks`) or an image folder, loaded once per process."""
         if name not in self._datasets:
-            self._datasets[name] = load_dataset(name, root=self.data_root, verify_md5=self.verify_md5)
+            self._datasets[name] = self._loader.load(name)
         return self._datasets[name]
+
+    def canonical(self, name: str) -> str:
+        """A task name in its canonical form ('retinamnist:0v1+2+3+4' → 'retinamnist:0v1-4'); other names as given."""
+        spec = parse_task(name)
+        if spec.groups is None and not spec.is_simulation:
+            return name
+        dataset = self.dataset(name)
+        self._datasets.setdefault(dataset.name, dataset)
+        return dataset.name
 
     def validate(self, cells) -> None:
         """Raise a clear error for an unknown dataset or an IPC larger than a class, before any work."""
@@ -106,11 +131,13 @@ class CellComputer:
         if cell.method in DISTILL_METHODS:
             row = self._distilled(cell)
         elif cell.method in BASELINES:
-            row = self._baseline(cell)
+            with RunLock(self.runs_dir / cell.id, "study cell"):  # one writer per cell folder (distill locks its own)
+                row = self._baseline(cell)
         else:
             raise ValueError(f"unknown method or baseline {cell.method!r}")
         row.setdefault("wall_seconds", round(time.time() - started, 1))
-        return {"cell_id": cell.id, "dataset": cell.dataset, "method": cell.method, "kind": cell.kind,
+        return {"cell_id": cell.id, "dataset": cell.dataset, "source": task_source(cell.dataset),
+                "classes": self.dataset(cell.dataset).num_classes, "method": cell.method, "kind": cell.kind,
                 "ipc": cell.ipc, "seed": cell.seed, "preset": cell.budget, "host": socket.gethostname(),
                 "pid": os.getpid(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **row}
 
@@ -120,12 +147,10 @@ class CellComputer:
         return self.runs_dir / f"experts-{dataset.name}-{self.budget.tag}"
 
     def method_config(self, cell: Cell, dataset: ImageDataset):
-        overrides = {"seed": cell.seed}
-        if self.budget.iterations is not None:
-            overrides["iterations"] = self.budget.iterations
+        overrides = {**method_overrides(self.budget, cell.method, cell.ipc), "seed": cell.seed}
         if cell.method == "mtt":
             overrides["expert_dir"] = str(self.expert_bank(dataset))
-        return make_config(cell.method, cell.ipc, self.budget.preset, **overrides)
+        return make_config(cell.method, cell.ipc, self.budget.resolved("method_preset"), **overrides)
 
     def candidates(self, cell: Cell) -> list[Path]:
         """Run folders that may already hold this cell: the study's own, then the import folders'."""
@@ -161,7 +186,7 @@ class CellComputer:
 
         Looked for as ``experts-<dataset>-<preset>`` (scripts/run_method_results.sh's name).
         """
-        expected = _manifest(dataset, self._expert_config(config), self._param_count(dataset, config))
+        expected = bank_manifest(dataset, self._expert_config(config), self._param_count(dataset, config))
         for d in self.import_dirs:
             bank = d / f"experts-{dataset.name}-{self.budget.tag}"
             manifest = bank / "manifest.json"
@@ -187,49 +212,112 @@ class CellComputer:
             build_experts(dataset, self._expert_config(config), bank, device=self.device)
         return config
 
+    def _eval_settings(self, dataset: ImageDataset, cell: Cell, eval_config: EvalConfig) -> dict:
+        return {"dataset": cell.dataset, "dataset_md5": dataset.md5, "method": cell.method, "ipc": cell.ipc,
+                "seed": cell.seed, "eval": dataclasses.asdict(eval_config)}
+
+    @staticmethod
+    def own_metrics(folder: Path, run_config: dict, settings: dict) -> dict | None:
+        """The study's own score of a finished run folder made with this configuration, if any."""
+        path = folder / STUDY_METRICS
+        if not (path.exists() and (folder / "config.json").exists() and (folder / "synthetic_set.pt").exists()):
+            return None
+        if set(config_mismatch(load_json(folder / "config.json"), run_config)) - IMPORT_NEUTRAL:
+            return None
+        saved = load_json(path)
+        return saved if saved.get("settings") == settings else None
+
     def _distilled(self, cell: Cell) -> dict:
         dataset = self.dataset(cell.dataset)
         config = self.method_config(cell, dataset)
         eval_config = self.eval_config(cell.seed)
         run_config = run_config_of(cell.method, dataset, config)
+        settings = self._eval_settings(dataset, cell, eval_config)
         for folder in self.candidates(cell):
-            metrics = self.reusable_metrics(folder, run_config, eval_config)
+            saved = self.own_metrics(folder, run_config, settings)
+            if saved is not None:
+                return self._row(dataset, cell.ipc, saved["distilled"], folder, True, saved["images"]) | {
+                    "wall_seconds": saved["seconds"]}
+            metrics = self.reusable_metrics(folder, run_config, eval_config)  # a `medistill distill` run folder
             if metrics is not None:
-                return self._distilled_row(metrics, folder, reused=True,
-                                           wall=metrics.get("distill_seconds_this_session"))
+                images = len(ImageSet.load(folder).labels) if (folder / "synthetic_set.pt").exists() else None
+                row = self._row(dataset, cell.ipc, metrics["distilled"], folder, True, images)
+                if metrics.get("distill_seconds_this_session") is not None:
+                    row["wall_seconds"] = metrics["distill_seconds_this_session"]
+                return row
         if self.import_only:
             raise CellUnavailable(f"no finished run folder with this configuration among {self.candidates(cell)}")
         if cell.method == "mtt":
             config = self._ensure_experts(dataset, config)
         folder = self.runs_dir / cell.id
-        result = distill(dataset, cell.method, config, folder, resume=True, device=self.device,
-                         eval_config=eval_config, progress=self.progress,
-                         random_subsets=self.budget.resolved("random_subsets"))
-        return self._distilled_row(result.metrics, folder, reused=False, wall=None)
+        started = time.time()
+        distill(dataset, cell.method, config, folder, resume=True, device=self.device, eval_config=None,
+                progress=self.progress)
+        with RunLock(folder, "study cell"):  # distill has released it; one writer scores the set
+            synthetic = ImageSet.load(folder)
+            result = evaluate_set(synthetic, dataset, eval_config, progress=self.progress,
+                                  desc=f"evaluate {cell.method} ipc {cell.ipc}").to_dict()
+            saved = {"settings": settings, "distilled": result, "images": len(synthetic.labels),
+                     "seconds": round(time.time() - started, 1)}
+            atomic_write_text(folder / STUDY_METRICS, json.dumps(saved, indent=1))
+        return self._row(dataset, cell.ipc, result, folder, False, saved["images"]) | {"wall_seconds": saved["seconds"]}
 
-    @staticmethod
-    def _distilled_row(metrics: dict, folder: Path, reused: bool, wall) -> dict:
-        distilled = metrics["distilled"]
-        row = {**summary_columns(distilled), **summary_columns(metrics["random"], "random_"),
-               "majority_rate": metrics["majority_rate"], "eval_models": distilled["config"]["num_models"],
-               "eval_epochs": distilled["config"]["epochs"], "eval_augment": metrics["evaluated_with_dsa"],
-               "verdict": metrics["comparison"]["overall"],
-               "images": None, "reused": reused, "run_folder": str(folder.resolve())}
-        synthetic = folder / "synthetic_set.pt"
-        if synthetic.exists():
-            from ..data import ImageSet
-            row["images"] = len(ImageSet.load(synthetic).labels)
-        if wall is not None:
-            row["wall_seconds"] = wall
+    def _row(self, dataset: ImageDataset, ipc: int | None, result: dict, folder: Path, reused: bool,
+             images: int | None) -> dict:
+        """The table columns of a scored set: its summary, the task's indicator at ``ipc`` and the verdict."""
+        row = {**summary_columns(result), "majority_rate": result["majority_rate"],
+               "eval_models": result["config"]["num_models"], "eval_epochs": result["config"]["epochs"],
+               "eval_augment": bool(result["config"].get("dsa_strategy")), "images": images, "reused": reused,
+               "run_folder": str(folder.resolve())}
+        if ipc is not None:
+            indicator = self.indicator(dataset, ipc)
+            row.update(summary_columns(indicator, "random_"))
+            row["verdict"] = compare_with_random(result["summary"], indicator)["overall"]
         return row
 
     # baselines ----------------------------------------------------------------------------------------
 
     def random_score(self, dataset: ImageDataset, ipc: int, seed: int, config: EvalConfig) -> dict:
         """The random-subset baseline at ``ipc`` (R subsets of seed ``seed``), cached beside the run folders."""
-        return random_baseline(dataset, ipc, dataclasses.replace(config, seed=seed),
-                               subsets=self.budget.resolved("random_subsets"),
-                               cache_dir=self.runs_dir / ".random_baselines", progress=self.progress)
+        cache = self.runs_dir / ".random_baselines"
+        with file_lock(cache / f".{dataset.md5}-ipc{ipc}-s{seed}.lock"):  # one process scores it, the others wait
+            return random_baseline(dataset, ipc, dataclasses.replace(config, seed=seed),
+                                   subsets=self.budget.resolved("random_subsets"), cache_dir=cache,
+                                   progress=self.progress)
+
+    def indicator(self, dataset: ImageDataset, ipc: int) -> dict:
+        """The task's indicator at ``ipc``: its random-subset baseline, real-image recipe, seed ``INDICATOR_SEED``."""
+        return self.random_score(dataset, ipc, INDICATOR_SEED, self.eval_config(INDICATOR_SEED))
+
+    def embedding(self, dataset: ImageDataset, seed: int) -> "torch.Tensor":
+        """``embedding_features(dataset, seed)``, computed once per (task, seed) and cached on disk."""
+        import torch
+
+        path = self.runs_dir / ".embeddings" / f"{dataset.md5}-s{seed}-e{EMBED_EPOCHS}.pt"
+        with file_lock(path.parent / f".{path.name}.lock"):
+            if path.exists():
+                return torch.load(path, weights_only=True)
+            features = embedding_features(dataset, seed, EMBED_EPOCHS)
+            from ..atomic_io import atomic_torch_save
+            atomic_torch_save(features, path)
+            return features
+
+    def selection(self, dataset: ImageDataset, selector: str, ipc: int | None, seed: int) -> ImageSet:
+        """``select(dataset, selector, ipc, seed)``; herding and k-center of a single-label task with the cached
+        embedding (the same set: tests/test_study.py checks it against ``select``)."""
+        import torch
+
+        if selector not in ("herding", "kcenter") or getattr(dataset, "multilabel", False):
+            return select(dataset, selector, ipc, seed=seed, embed_epochs=EMBED_EPOCHS)
+        check_ipc(dataset, ipc)
+        features = self.embedding(dataset, seed)
+        order = herding_order if selector == "herding" else kcenter_order
+        indices = torch.cat([idx[order(features[idx], ipc)] for idx in dataset.class_indices("train")])
+        metadata = {"dataset": dataset.name, "dataset_md5": dataset.md5, "method": selector, "ipc": ipc, "seed": seed,
+                    "hyperparameters": {"embed_epochs": EMBED_EPOCHS}, "source_indices": indices.tolist(),
+                    "task": dataset.task}
+        return ImageSet(images=dataset.images("train")[indices].clone(), labels=dataset.train_labels[indices].clone(),
+                        mean=dataset.mean, std=dataset.std, class_names=dataset.class_names, metadata=metadata)
 
     def _baseline(self, cell: Cell) -> dict:
         dataset = self.dataset(cell.dataset)
@@ -238,36 +326,25 @@ class CellComputer:
             config = dataclasses.replace(config, epochs=self.budget.resolved("full_epochs"))
         folder = self.runs_dir / cell.id
         settings = {"dataset_md5": dataset.md5, "selector": cell.method, "ipc": cell.ipc, "seed": cell.seed,
-                    "eval": dataclasses.asdict(config), "random_subsets": self.budget.resolved("random_subsets")}
+                    "eval": dataclasses.asdict(config), "random_subsets": self.budget.resolved("random_subsets"),
+                    "indicator_seed": INDICATOR_SEED}
         metrics_path = folder / "metrics.json"
         if metrics_path.exists() and load_json(metrics_path).get("settings") == settings:
             saved = load_json(metrics_path)
-            return self._baseline_row(saved, folder, reused=True)
+            return self._row(dataset, cell.ipc, saved["result"], folder, True, saved["images"]) | {
+                "wall_seconds": saved["seconds"]}
         if self.import_only:
             raise CellUnavailable(f"no finished baseline in {folder}")
         started = time.time()
         if cell.method == "random":
             subset = select(dataset, "random", cell.ipc, seed=subset_seed(cell.seed, 0))  # the baseline's first subset
             result = self.random_score(dataset, cell.ipc, cell.seed, config)
-            random_result = result
         else:
-            subset = select(dataset, cell.method, cell.ipc, seed=cell.seed)
+            subset = self.selection(dataset, cell.method, cell.ipc, cell.seed)
             result = evaluate_set(subset, dataset, config, progress=self.progress,
                                   desc=f"{cell.method} ipc {cell.ipc}").to_dict()
-            random_result = None if cell.ipc is None else self.random_score(dataset, cell.ipc, cell.seed, config)
         subset.save(folder / "selected_set.pt")
-        saved = {"settings": settings, "result": result, "random": random_result, "images": len(subset.labels),
+        saved = {"settings": settings, "result": result, "images": len(subset.labels),
                  "seconds": round(time.time() - started, 1)}
         atomic_write_text(metrics_path, json.dumps(saved, indent=1))
-        return self._baseline_row(saved, folder, reused=False)
-
-    @staticmethod
-    def _baseline_row(saved: dict, folder: Path, reused: bool) -> dict:
-        result = saved["result"]
-        row = {**summary_columns(result), "majority_rate": result["majority_rate"],
-               "eval_models": result["config"]["num_models"], "eval_epochs": result["config"]["epochs"],
-               "eval_augment": bool(result["config"].get("dsa_strategy")), "images": saved["images"], "reused": reused,
-               "wall_seconds": saved["seconds"], "run_folder": str(folder.resolve())}
-        if saved["random"] is not None:
-            row.update(summary_columns(saved["random"], "random_"))
-        return row
+        return self._row(dataset, cell.ipc, result, folder, False, saved["images"]) | {"wall_seconds": saved["seconds"]}

@@ -5,7 +5,9 @@ computed by the process that claims it (:mod:`.claims`), its row appended under 
 (:mod:`.table`). Re-running skips finished cells; a process killed mid-cell loses only that cell,
 which the next run (or another process, once the claim is seen to be stale) redoes.
 ``rank``/``world_size`` pre-partition the cells round-robin (torchrun's RANK/WORLD_SIZE); claims
-still guard each cell, so overlapping or restarted shards never compute a cell twice.
+still guard each cell, so overlapping or restarted shards never compute a cell twice. With
+``steal=True`` a process that has finished its share goes on with the other shares' cells that are
+neither finished nor claimed, so shards of unequal cost end together.
 """
 from __future__ import annotations
 
@@ -40,17 +42,21 @@ class StudyOutcome:
 
 
 def run_study(cells: list[Cell], out, compute: Callable[[Cell], dict], *, rank: int = 0, world_size: int = 1,
-              log: Callable[[str], None] = print) -> StudyOutcome:
+              log: Callable[[str], None] = print, steal: bool = False) -> StudyOutcome:
     """Compute this process's share of ``cells`` into the table in ``out``; returns what happened.
 
     ``compute(cell)`` returns the row (a dict of table columns). An exception in it fails that cell
     only: its claim is released, the error logged, and the study goes on with the next cell.
+    ``steal``: after this process's share, the other shares' unfinished, unclaimed cells too (in order).
     """
     out = Path(out)
     table = ResultsTable(out)
     board = ClaimBoard(out / "claims", table.locked)
     outcome = StudyOutcome()
     mine = shard(cells, rank, world_size)
+    if steal:
+        own = {c.id for c in mine}
+        mine = mine + [c for c in cells if c.id not in own]
     for i, cell in enumerate(mine, 1):
         if cell.id in table.finished_ids():
             outcome.skipped.append(cell.id)

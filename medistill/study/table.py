@@ -1,6 +1,8 @@
 """The study's results table: one row per finished cell, safe under crashes and concurrent writers.
 
-``<out>/study.json`` (``{"records": [...]}``) and ``<out>/study.csv`` hold the same rows. A row is
+``<out>/study.json`` (``{"records": [...]}``) and ``<out>/study.csv`` hold the same rows. ``source`` is
+the task's source key (:func:`medistill.study.tasks.task_source`; the predictor groups by it) and
+``classes`` its number of classes; the ``random_*`` columns are the task's indicator at the row's IPC. A row is
 added under an exclusive ``fcntl.flock`` on ``<out>/.study.lock``: read the JSON, add the row unless
 its cell is already there, rewrite both files atomically (temp file + rename). A process killed at
 any point leaves the table as it was before or after the row, never half of it.
@@ -18,7 +20,7 @@ from ..atomic_io import atomic_write_text
 
 METRICS = ("accuracy", "balanced_accuracy", "auc")
 COLUMNS = (
-    ["cell_id", "dataset", "method", "kind", "ipc", "seed", "preset", "images"]
+    ["cell_id", "dataset", "source", "classes", "method", "kind", "ipc", "seed", "preset", "images"]
     + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
     + [f"random_{m}_{s}" for m in METRICS for s in ("mean", "std", "spread")]
     + ["random_subsets", "verdict"]
@@ -97,10 +99,10 @@ def read_table(path) -> list[dict]:
 def _typed(key: str, value: str):
     if value == "":
         return None
-    if key in ("ipc", "seed", "images", "eval_models", "eval_epochs", "pid"):
+    if key in ("ipc", "seed", "images", "eval_models", "eval_epochs", "pid", "classes", "random_subsets"):
         return int(value)
     if key in ("eval_augment", "reused"):
         return value == "True"
-    if key.endswith(("_mean", "_std")) or key in ("majority_rate", "wall_seconds"):
+    if key.endswith(("_mean", "_std", "_spread")) or key in ("majority_rate", "wall_seconds"):
         return float(value)
     return value
