@@ -34,24 +34,24 @@ def _guard(ctx: DistContext, what: str):
             f"({type(exc).__name__}: {first_line})") from exc
 
 
-def all_reduce_sum(ctx: DistContext, tensor: torch.Tensor, what: str) -> torch.Tensor:
-    """Element-wise sum over ranks of ``tensor`` (any shape); returns a new tensor."""
+def _all_reduce(ctx: DistContext, tensor: torch.Tensor, what: str, op) -> torch.Tensor:
+    """``tensor`` reduced element-wise over ranks with ``op``; a new tensor (``tensor`` itself in one process)."""
     if not ctx.is_distributed:
         return tensor
     out = tensor.detach().clone()
     with _guard(ctx, what):
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        dist.all_reduce(out, op=op)
     return out
+
+
+def all_reduce_sum(ctx: DistContext, tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """Element-wise sum over ranks of ``tensor`` (any shape); returns a new tensor."""
+    return _all_reduce(ctx, tensor, what, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(ctx: DistContext, tensor: torch.Tensor, what: str) -> torch.Tensor:
     """Element-wise maximum over ranks of ``tensor`` (any shape); returns a new tensor."""
-    if not ctx.is_distributed:
-        return tensor
-    out = tensor.detach().clone()
-    with _guard(ctx, what):
-        dist.all_reduce(out, op=dist.ReduceOp.MAX)
-    return out
+    return _all_reduce(ctx, tensor, what, dist.ReduceOp.MAX)
 
 
 def all_gather_rows(ctx: DistContext, tensor: torch.Tensor, what: str) -> torch.Tensor:

@@ -159,91 +159,93 @@ def _save(fig, path) -> Path:
     return path
 
 
-def scatter_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: str) -> Path:
-    """A panel per method (columns) and IPC (rows): task points coloured by source, seeds as small dots,
-    the fitted line with its interval band (solid: validated, dotted: not), y = x dashed."""
+def _panels(fits: list[MethodFit]):
+    """A figure with a panel per method (columns) and IPC (rows), each with the y = x diagonal drawn; the panels
+    as (bottom row?, first column?, ipc, method, axes, fit or None)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     methods, ipcs, by_key = _grid(fits)
     fig, axes = plt.subplots(len(ipcs), len(methods), figsize=(3.2 * len(methods), 3.3 * len(ipcs)), squeeze=False)
+    panels = []
     for i, ipc in enumerate(ipcs):
         for j, method in enumerate(methods):
             ax = axes[i][j]
             ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=0.8)
-            f = by_key.get((method, ipc))
-            if f is None:
-                ax.set_title(f"{method}, IPC {ipc}: no tasks", fontsize=9)
-                continue
-            for p in f.points:
-                c = colours.get(p.source, "black")
-                ax.scatter([p.x] * len(p.seeds), p.seeds, color=c, s=6, alpha=0.4, zorder=2)
-                ax.scatter(p.x, p.y, color=c, s=28, edgecolor="black", linewidth=0.4, zorder=3)
-            line = f.line
-            if line.slope is not None:
-                xs = np.linspace(*line.x_range, 30)
-                ax.plot(xs, [clip(line.predict(x)) for x in xs], color="black", linewidth=1.4,
-                        linestyle="-" if f.validated else ":")
-                bands = [line.interval(x) for x in xs]
-                if all(b is not None for b in bands):
-                    ax.fill_between(xs, [clip(b[0]) for b in bands], [clip(b[1]) for b in bands], color="0.5",
-                                    alpha=0.15, linewidth=0)
-            c = f.correlation
-            ax.set_title(f"{method}, IPC {ipc}: r {_f(c.pearson, 2)}{_ci(c.pearson_ci)}\n"
-                         f"{'validated' if f.validated else 'not validated'} ({f.tasks} tasks)", fontsize=8)
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=7)
-            if i == len(ipcs) - 1:
-                ax.set_xlabel(f"indicator (random subsets, {METRIC_NAMES[metric]})", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(f"method's {METRIC_NAMES[metric]}", fontsize=8)
+            panels.append((i == len(ipcs) - 1, j == 0, ipc, method, ax, by_key.get((method, ipc))))
+    return fig, panels
+
+
+def _finish_panel(ax, bottom: bool, left: bool, xlabel: str, ylabel: str) -> None:
+    """Unit axes, grid, small ticks; the x label on the bottom row, the y label in the first column."""
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+    if bottom:
+        ax.set_xlabel(xlabel, fontsize=8)
+    if left:
+        ax.set_ylabel(ylabel, fontsize=8)
+
+
+def _finish_figure(fig, colours: dict[str, str], path, title: str) -> Path:
+    """The source legend below the panels, the title above, then the PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=c, label=s) for s, c in colours.items()]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8)
-    fig.suptitle(f"Indicator vs score per method ({METRIC_NAMES[metric]})\nband: {LEVEL:.0%} interval for a new "
-                 "task of a new source; line solid if validated, dotted if not", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.94))
     return _save(fig, path)
+
+
+def scatter_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: str) -> Path:
+    """A panel per method (columns) and IPC (rows): task points coloured by source, seeds as small dots,
+    the fitted line with its interval band (solid: validated, dotted: not), y = x dashed."""
+    fig, panels = _panels(fits)
+    for bottom, left, ipc, method, ax, f in panels:
+        if f is None:
+            ax.set_title(f"{method}, IPC {ipc}: no tasks", fontsize=9)
+            continue
+        for p in f.points:
+            c = colours.get(p.source, "black")
+            ax.scatter([p.x] * len(p.seeds), p.seeds, color=c, s=6, alpha=0.4, zorder=2)
+            ax.scatter(p.x, p.y, color=c, s=28, edgecolor="black", linewidth=0.4, zorder=3)
+        line = f.line
+        if line.slope is not None:
+            xs = np.linspace(*line.x_range, 30)
+            ax.plot(xs, [clip(line.predict(x)) for x in xs], color="black", linewidth=1.4,
+                    linestyle="-" if f.validated else ":")
+            bands = [line.interval(x) for x in xs]
+            if all(b is not None for b in bands):
+                ax.fill_between(xs, [clip(b[0]) for b in bands], [clip(b[1]) for b in bands], color="0.5",
+                                alpha=0.15, linewidth=0)
+        c = f.correlation
+        ax.set_title(f"{method}, IPC {ipc}: r {_f(c.pearson, 2)}{_ci(c.pearson_ci)}\n"
+                     f"{'validated' if f.validated else 'not validated'} ({f.tasks} tasks)", fontsize=8)
+        _finish_panel(ax, bottom, left, f"indicator (random subsets, {METRIC_NAMES[metric]})",
+                      f"method's {METRIC_NAMES[metric]}")
+    return _finish_figure(fig, colours, path, f"Indicator vs score per method ({METRIC_NAMES[metric]})\nband: "
+                          f"{LEVEL:.0%} interval for a new task of a new source; line solid if validated, dotted if not")
 
 
 def calibration_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: str) -> Path:
     """Leave-one-source-out: predicted (x, with its interval as a horizontal bar) vs measured (y)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods, ipcs, by_key = _grid(fits)
-    fig, axes = plt.subplots(len(ipcs), len(methods), figsize=(3.2 * len(methods), 3.3 * len(ipcs)), squeeze=False)
-    for i, ipc in enumerate(ipcs):
-        for j, method in enumerate(methods):
-            ax = axes[i][j]
-            ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=0.8)
-            f = by_key.get((method, ipc))
-            held = f.loso.evaluated if f is not None else []
-            for h in held:
-                c = colours.get(h.source, "black")
-                if h.interval is not None:
-                    ax.plot(h.interval, [h.y, h.y], color=c, alpha=0.5, linewidth=1.2)
-                ax.scatter(h.predicted, h.y, color=c, s=24, edgecolor="black", linewidth=0.4, zorder=3)
-            cov = f.loso.coverage if f is not None else None
-            ax.set_title(f"{method}, IPC {ipc}: held-out MAE {_f(f.loso.mae if f else None)}\n"
-                         f"coverage {cov.text() if cov else '–'}", fontsize=8)
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=7)
-            if i == len(ipcs) - 1:
-                ax.set_xlabel("predicted, source left out", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(f"measured {METRIC_NAMES[metric]}", fontsize=8)
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=c, label=s) for s, c in colours.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8)
-    fig.suptitle(f"Leave-one-source-out calibration ({METRIC_NAMES[metric]})\nbars: nominal {LEVEL:.0%} intervals",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.94))
-    return _save(fig, path)
+    fig, panels = _panels(fits)
+    for bottom, left, ipc, method, ax, f in panels:
+        held = f.loso.evaluated if f is not None else []
+        for h in held:
+            c = colours.get(h.source, "black")
+            if h.interval is not None:
+                ax.plot(h.interval, [h.y, h.y], color=c, alpha=0.5, linewidth=1.2)
+            ax.scatter(h.predicted, h.y, color=c, s=24, edgecolor="black", linewidth=0.4, zorder=3)
+        cov = f.loso.coverage if f is not None else None
+        ax.set_title(f"{method}, IPC {ipc}: held-out MAE {_f(f.loso.mae if f else None)}\n"
+                     f"coverage {cov.text() if cov else '–'}", fontsize=8)
+        _finish_panel(ax, bottom, left, "predicted, source left out", f"measured {METRIC_NAMES[metric]}")
+    return _finish_figure(fig, colours, path, f"Leave-one-source-out calibration ({METRIC_NAMES[metric]})\nbars: "
+                          f"nominal {LEVEL:.0%} intervals")
 
 
 def write_report(rows: list[dict], out_dir, table_path: str, metric: str = DEFAULT_METRIC, preset: str | None = None,
