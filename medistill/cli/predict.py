@@ -115,6 +115,10 @@ def cmd_predict(args) -> int:
               f"{_interval(p.gain_interval, True):20s} {p.tasks} task(s), {len(p.sources)} source(s), {status}")
         if p.note:
             print(f"  {'':8s} {p.note}")
+        if p.validated:
+            print(f"  {'':8s} validated by leave-one-source-out on the whole table ({p.validation_tasks} tasks, "
+                  f"{p.validation_sources} source groups): held-out MAE {p.loso_mae:.3f} vs {p.loso_mae_mean_only:.3f} "
+                  f"ignoring the indicator, {p.level:.0%} intervals covered {p.loso_coverage:.0%}")
     print(f"recommendation: {advice.line}")
     print(f"  the advice rests on {advice.basis}")
     if args.json:

@@ -42,6 +42,8 @@ class Prediction:
     left_out: list[str] = field(default_factory=list)  # the dataset's own source(s), left out of the fit
     validated: bool = False
     reasons: list[str] = field(default_factory=list)
+    validation_tasks: int = 0  # the full table's fit, on which the validation was run
+    validation_sources: int = 0
     loso_mae: float | None = None
     loso_mae_mean_only: float | None = None
     loso_coverage: float | None = None
@@ -69,6 +71,7 @@ def predict_method(fit: MethodFit | None, method: str, ipc: int, metric: str, in
     line = fit_points(points) if p.left_out else fit.line
     p.tasks, p.sources = len(points), sorted({q.source for q in points})
     p.validated, p.reasons = fit.validated, fit.reasons
+    p.validation_tasks, p.validation_sources = fit.tasks, len(fit.sources)
     p.loso_mae, p.loso_mae_mean_only, p.loso_coverage = fit.loso.mae, fit.loso.mae_mean_only, fit.loso.coverage.rate
     if line.slope is None:
         own = f" once its own source ({', '.join(p.left_out)}) is left out" if p.left_out else ""
