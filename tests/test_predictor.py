@@ -272,6 +272,17 @@ def test_report_writes_markdown_scatter_and_calibration(tmp_path):
     assert "Leave-one-source-out, per held-out source" in md and "## Fits: balanced accuracy" in md
 
 
+def test_report_names_methods_whose_scores_coincide():
+    from medistill.predictor.report import coinciding_methods
+
+    herding = study_rows(method="herding", ipc=1, seeds=(0,))
+    same = [dict(r, method="kcenter") for r in herding]
+    other = [dict(r, method="dm", balanced_accuracy_mean=r["balanced_accuracy_mean"] + 0.01) for r in herding]
+    assert coinciding_methods(herding + same + other) == [("herding", "kcenter", 1, 16)]
+    same[0]["balanced_accuracy_mean"] += 1e-9  # one task differs: no longer the same evidence
+    assert coinciding_methods(herding + same + other) == []
+
+
 def test_clear_errors(tmp_path, data_root, capsys):
     assert main(["predict", "--dataset", "breastmnist", "--ipc", "1", "--table", str(tmp_path / "none.csv")]) == 2
     assert "no study table" in capsys.readouterr().err

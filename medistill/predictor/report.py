@@ -71,6 +71,24 @@ def loso_table(fits: list[MethodFit]) -> list[str]:
     return lines
 
 
+def coinciding_methods(rows: list[dict]) -> list[tuple[str, str, int, int]]:
+    """(method a, method b, IPC, shared tasks) for every pair of methods whose scores are equal on every task
+    and seed they share at that IPC (two or more tasks)."""
+    scores = defaultdict(dict)  # (method, ipc) -> {(dataset, seed): score}
+    for r in rows:
+        if r.get("method") not in (None, "random", "full"):
+            scores[(r["method"], int(r["ipc"]))][(r["dataset"], r.get("seed"))] = r.get("balanced_accuracy_mean")
+    out = []
+    keys = sorted(scores, key=lambda k: (k[1], k[0]))
+    for i, (a, ipc) in enumerate(keys):
+        for b, ipc_b in keys[i + 1:]:
+            shared = scores[(a, ipc)].keys() & scores[(b, ipc_b)].keys()
+            if ipc == ipc_b and len({d for d, _ in shared}) >= 2 and all(
+                    scores[(a, ipc)][k] == scores[(b, ipc)][k] for k in shared):
+                out.append((a, b, ipc, len({d for d, _ in shared})))
+    return out
+
+
 def evidence_lines(rows: list[dict], preset: str | None) -> list[str]:
     mine = [r for r in rows if str(r.get("preset")) == str(preset)]
     by_source = defaultdict(set)
@@ -86,6 +104,11 @@ def evidence_lines(rows: list[dict], preset: str | None) -> list[str]:
         seeds[r["method"]].add(r.get("seed"))
     lines.append("- Seeds per method: " + ", ".join(f"{m} {len(seeds[m])}" for m in ordered_methods(seeds)
                                                       if m in seeds) + ".")
+    for a, b, ipc, tasks in coinciding_methods(mine):
+        why = (" (both start from the image nearest the class mean, so at IPC 1 they pick the same image)"
+               if {a, b} == {"herding", "kcenter"} and ipc == 1 else "")
+        lines.append(f"- {a} and {b} at IPC {ipc} score the same on all {tasks} shared tasks{why}: their fits "
+                     "are one piece of evidence, not two.")
     subsets = sorted({r.get("random_subsets") for r in mine if r.get("random_subsets") is not None})
     plain = [r for r in mine if r.get("method") == "random"] or [r for r in mine if not r.get("eval_augment")] or mine
     models = sorted({(r.get("eval_models"), r.get("eval_epochs")) for r in plain
