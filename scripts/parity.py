@@ -1,4 +1,4 @@
-"""Parity with the published DC/DM code: medistill at the budgets of ../shared/PEER_RESULTS.md.
+"""Parity with the published DC/DM code: medistill at the budgets of the published reference scores (RESULTS.md, parity section).
 
 Two phases, each resumable and shardable (``--shard I/N``: cell k runs in shard k mod N):
 
@@ -33,7 +33,7 @@ RESULTS = REPO / "results" / "parity"
 MEDISTILL = [str(REPO / ".venv" / "bin" / "python"), "-m", "medistill"]
 SEEDS = (0, 1, 2)
 
-# The published numbers of ../shared/PEER_RESULTS.md (test accuracy, mean ± std over its networks).
+# The published code's reference scores on these files, as given to the project (test accuracy, mean ± std over its networks).
 PUBLISHED = {
     ("breastmnist", "random", 1): (0.535, 0.094), ("breastmnist", "random", 10): (0.671, 0.044),
     ("breastmnist", "full", None): (0.843, 0.003),
@@ -67,7 +67,7 @@ class Cell:
 
 
 def cells() -> list[Cell]:
-    """Every cell of the parity table, with the budgets of PEER_RESULTS.md."""
+    """Every cell of the parity table, with the budgets of the published reference table."""
     out = []
     for ds in ("breastmnist", "retinamnist"):
         breast = ds == "breastmnist"

@@ -1,4 +1,4 @@
-"""The package's layers only look down (CONVENTIONS.md §15), read from the source with ``ast``.
+"""The package's layers only look down (the order in ``LAYERS`` below, summarised in the README), read from the source with ``ast``.
 
 Every module under ``medistill/`` is parsed; every static import of a medistill module (absolute or
 relative, at the top or inside a function) is an edge from the importing area (the first name below
