@@ -5,7 +5,8 @@ the cross-entropy on ``batch_real`` real images (detached) and on the class's sy
 (``create_graph=True``) with respect to all network parameters; the per-class gradient lists are
 stacked and matched in one :func:`medistill.ops.gradient_match_loss_batched` call; one SGD step on
 the images. Between outer steps (not after the last) the network trains ``inner_loop`` epochs on the
-synthetic set (batch ``batch_train``, SGD ``lr_net``; unseeded DSA for DSA).
+synthetic set (batch ``batch_train``, SGD ``lr_net``; unseeded DSA for DSA), with evaluation's epoch loop
+(:func:`medistill.evaluate.train.train_epoch`).
 ``class_batching``: the per-class gradients come from a class loop (``loop``) or from one vmapped
 pass over all classes (``vmap``, :mod:`.class_batched_gradients`); ``auto`` (default) takes vmap on
 CUDA, where the loop is host-bound, and the loop on CPU, where vmap was measured slower
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from ..evaluate.train import train_epoch
 from ..ops import gradient_match_loss_batched
 from . import class_batched_gradients
 from .base import DistillMethod
@@ -93,20 +95,13 @@ class DC(DistillMethod):
         return [g.detach() for g in g_real], g_syn
 
     def train_network(self, net, net_optimizer) -> None:
-        images, labels, targets = self.full_images(), self.labels, self.targets
+        """``inner_loop`` epochs on the synthetic set (all ranks' images, detached): :func:`train_epoch`,
+        batch ``batch_train``, shuffled from the shared generator; for DSA unseeded per-sample DSA from it."""
+        augment = self.augment.independent if self.config.dsa else None
+        images = self.full_images()
         for _ in range(self.inner_loop):
-            order = torch.randperm(len(labels), generator=self.generator).to(self.device, non_blocking=True)
-            for start in range(0, len(labels), self.config.batch_train):
-                idx = order[start : start + self.config.batch_train]
-                x = images[idx]
-                if self.config.dsa:
-                    x = self.augment.independent(x)
-                with self.network_precision():
-                    logits = net(x)
-                loss = self.loss(logits.float(), targets[idx])
-                net_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                net_optimizer.step()
+            train_epoch(net, images, self.targets, net_optimizer, self.config.batch_train, self.generator, augment,
+                        autocast=self.network_precision)
 
     def outer_step(self, net, params) -> torch.Tensor:
         """Match every owned class's gradients in one batched loss call; one image update. Returns the loss."""

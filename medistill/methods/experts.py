@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..atomic_io import atomic_torch_save
 from ..atomic_io import atomic_write_text
 from ..data import ImageDataset
 from ..data.zca import DEFAULT_EPS, ZCA, fit_zca, whiten_dataset
 from ..distributed import DistContext, barrier, check_same_config, expert_shard, main_then_share
+from ..evaluate.train import train_epoch
 from ..run_lock import RunLock, StaleLockNotice
 from ..models import build_model
 from .augmentation import DSAPair
@@ -146,15 +146,8 @@ def train_expert(dataset: ImageDataset, config: ExpertConfig, index: int, device
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0, weight_decay=0)
     images, labels = dataset.images("train").to(device), dataset.train_labels.to(device)  # normalised per batch
     snapshots = [flatten_parameters(net).cpu()]
-    net.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(len(labels), generator=generator).to(device)
-        for start in range(0, len(labels), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            loss = F.cross_entropy(net(augment.independent(images[idx])), labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    for _ in range(config.epochs):  # constant lr, no momentum: not train_network's schedules; a snapshot per epoch
+        train_epoch(net, images, labels, optimizer, config.batch_size, generator, augment.independent)
         snapshots.append(flatten_parameters(net).cpu())
     return torch.stack(snapshots).to(getattr(torch, config.dtype))
 
