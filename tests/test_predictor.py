@@ -262,6 +262,8 @@ def test_predict_on_a_tiny_constructed_table_prints_the_advice(tmp_path, data_ro
 
 def test_report_writes_markdown_scatter_and_calibration(tmp_path):
     rows = study_rows() + study_rows(method="dc", sources=("a", "b"), seed=2) + study_rows(ipc=1, seed=3)
+    for r in rows:
+        r["wall_seconds"] = 90.0 if r["method"] == "dm" else 180.0
     csv_path = write_table(tmp_path / "t", rows)
     assert main(["report", "--table", str(csv_path), "--out", str(tmp_path / "r"), "--metric", "accuracy"]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
@@ -270,6 +272,9 @@ def test_report_writes_markdown_scatter_and_calibration(tmp_path):
     assert "## Verdict" in md and "Validated on accuracy: dm at IPC 1, dm at IPC 10" in md
     assert "| dc | 10 | 8 | 2 |" in md and "(< 3)" in md
     assert "Leave-one-source-out, per held-out source" in md and "## Fits: balanced accuracy" in md
+    dm_cells, dc_cells = sum(r["method"] == "dm" for r in rows), sum(r["method"] == "dc" for r in rows)
+    hours = (dm_cells * 90 + dc_cells * 180) / 3600
+    assert f"wall times sum to {hours:.1f} h (dc {dc_cells * 180 / 3600:.2f} h, dm {dm_cells * 90 / 3600:.2f} h)" in md
 
 
 def test_report_names_methods_whose_scores_coincide():

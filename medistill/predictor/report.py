@@ -89,6 +89,25 @@ def coinciding_methods(rows: list[dict]) -> list[tuple[str, str, int, int]]:
     return out
 
 
+def cost_line(rows: list[dict]) -> str:
+    """What the cells cost: their wall times summed, in total and per method (the study runs one thread each)."""
+    per_method = defaultdict(float)
+    for r in rows:
+        try:
+            per_method[r["method"]] += float(r.get("wall_seconds") or 0.0)
+        except (TypeError, ValueError):
+            continue
+    total = sum(per_method.values())
+    reused = sum(str(r.get("reused")).lower() == "true" for r in rows)
+    hosts = sorted({str(r["host"]) for r in rows if r.get("host")})
+    parts = ", ".join(f"{m} {per_method[m] / 3600:.2f} h" for m in ordered_methods(per_method) if m in per_method)
+    return (f"- Cost: the cells' wall times sum to {total / 3600:.1f} h ({parts}) on {', '.join(hosts) or '?'}, "
+            "each cell at one thread unless the study was run otherwise; work shared by a task's cells (its "
+            "indicator subsets, the embedding network herding and k-center select with) counts in the cell that "
+            "did it first"
+            + (f"; {reused} cell(s) reused finished runs and count only their recorded time" if reused else "") + ".")
+
+
 def evidence_lines(rows: list[dict], preset: str | None) -> list[str]:
     mine = [r for r in rows if str(r.get("preset")) == str(preset)]
     by_source = defaultdict(set)
@@ -117,6 +136,7 @@ def evidence_lines(rows: list[dict], preset: str | None) -> list[str]:
                  f"same IPC, each scored by {', '.join(f'{m} network(s) × {e} epochs' for m, e in models) or '?'} "
                  "(the real-image recipe: no augmentation), with its spread over the subsets; one indicator per task "
                  "and IPC, shared by every method and seed.")
+    lines.append(cost_line(mine))
     others = [p for p in table_presets(rows) if p != str(preset)]
     if others:
         lines.append(f"- Rows of other presets ({', '.join(others)}) are not used: budgets are never pooled.")
