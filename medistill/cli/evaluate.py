@@ -27,6 +27,7 @@ def add_commands(sub) -> None:
 def cmd_evaluate(args) -> int:
     """Re-score a package, a run folder or a .pt set with the one recipe (medistill.evaluate.evaluate_set)."""
     from ..data import ImageSet
+    from ..data.run_folder import RunFolder
     from ..evaluate import evaluate_set, recipe_config
     from ..export import is_package
 
@@ -41,8 +42,8 @@ def cmd_evaluate(args) -> int:
             raise ValueError("the set does not record its dataset: pass --dataset")
         args.dataset = name
         dataset = _load(args)
-    run_metrics = Path(args.path) / "metrics.json"
-    recorded = json.loads(run_metrics.read_text()) if Path(args.path).is_dir() and run_metrics.exists() else None
+    run = RunFolder(args.path)
+    recorded = run.read_metrics() if run.path.is_dir() and run.metrics_path.exists() else None
     config = _eval_config(args, (recorded or {}).get("distilled", {}).get("config"))
     result = evaluate_set(image_set, dataset, config, dsa=args.dsa)
     cfg = recipe_config(meta, image_set.learned_lr, config, args.dsa)

@@ -25,6 +25,7 @@ from ..atomic_io import atomic_torch_save
 from ..version import __version__
 from .dataset import NO_FINDING, primary_groups
 from .errors import DataError
+from .run_folder import RunFolder
 from .zca import ZCA
 
 FORMAT_VERSION = 1
@@ -139,7 +140,7 @@ class ImageSet:
     def load(cls, path) -> "ImageSet":
         path = Path(path)
         if path.is_dir():
-            path = path / "synthetic_set.pt"
+            path = RunFolder(path).set_path
         if not path.exists():
             raise DataError(f"no image set at {path}")
         try:

@@ -1,5 +1,5 @@
-"""What can be exported or audited: a run folder (``synthetic_set.pt`` + ``config.json`` + ``metrics.json``)
-or a bare :class:`~medistill.data.ImageSet` ``.pt`` file."""
+"""What can be exported or audited: a run folder (its set, config and evaluation:
+:mod:`medistill.data.run_folder`) or a bare :class:`~medistill.data.ImageSet` ``.pt`` file."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import DataError, ImageSet
+from ..data.run_folder import RunFolder
 
 
 @dataclass
@@ -23,11 +24,12 @@ class RunSource:
         return self.path.name if self.path.is_dir() else self.path.stem
 
 
-def _read_json(path: Path) -> dict | None:
+def _recorded(path: Path, read) -> dict | None:
+    """``read()`` of the run folder's JSON file at ``path``; None when it is missing, DataError when it is not JSON."""
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        return read()
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON: {exc}") from exc
 
@@ -36,11 +38,9 @@ def load_run_source(path) -> RunSource:
     """A run folder or a .pt set; DataError when neither is there."""
     path = Path(path)
     if path.is_dir():
-        if not (path / "synthetic_set.pt").exists():
-            raise DataError(f"{path} is a folder without synthetic_set.pt: not a finished run folder "
-                            "(pass a run folder or an ImageSet .pt file)")
-        return RunSource(path, ImageSet.load(path / "synthetic_set.pt"),
-                         _read_json(path / "config.json"), _read_json(path / "metrics.json"))
+        run = RunFolder.finished(path)
+        return RunSource(path, ImageSet.load(run.set_path), _recorded(run.config_path, run.read_config),
+                         _recorded(run.metrics_path, run.read_metrics))
     if not path.exists():
         raise DataError(f"no run folder or image set at {path}")
     return RunSource(path, ImageSet.load(path), None, None)

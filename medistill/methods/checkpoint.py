@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-import torch
+from ..data.run_folder import RunFolder
 
 # Settings that may differ between a run and its resumption (they do not change the result;
 # class_batching changes how DC/DSA compute the same gradients, so float rounding only).
@@ -23,7 +23,6 @@ ADDED_SETTINGS.update(dict.fromkeys(("dp_epsilon", "dp_delta", "dp_clip", "dp_sa
 CHECKED_APART = CHECKED_APART | {"privacy"}
 # EvalConfig fields that do not change the scores (where they are computed).
 EVAL_NEUTRAL = {"device"}
-CHECKPOINT = "checkpoint.pt"
 
 
 class RunFolderError(ValueError):
@@ -64,9 +63,10 @@ def load_json(path) -> dict:
 
 def read_run_config(folder) -> dict:
     """config.json of a run folder, or RunFolderError saying it cannot be read and what to do."""
-    path = Path(folder) / "config.json"
+    run = RunFolder(folder)
+    path = run.config_path
     try:
-        saved = load_json(path)
+        saved = run.read_config()
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"{path} cannot be read ({type(exc).__name__}: {exc}): the folder's run cannot be "
                              "checked or resumed; start it over with --force, or choose another --out") from None
@@ -77,9 +77,10 @@ def read_run_config(folder) -> dict:
 
 def load_checkpoint(folder) -> dict:
     """The run's checkpoint, or RunFolderError naming the file and the way out when it is truncated or corrupt."""
-    path = Path(folder) / CHECKPOINT
+    run = RunFolder(folder)
+    path = run.checkpoint_path
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = run.read_checkpoint()
     except Exception as exc:  # zip reader, unpickling, EOF: all mean the file is damaged
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunFolderError(f"{path} cannot be read, it is truncated or corrupt ({first}); it cannot be resumed: "

@@ -1,9 +1,9 @@
 """Running a distillation end to end into a run folder a person can read.
 
-``run_folder/``: ``config.json``, ``checkpoint.pt`` (every ``checkpoint_every`` iterations, atomic),
-``synthetic_set.pt`` (an :class:`~medistill.data.ImageSet`), ``synthetic_grid.png``,
-``loss_curve.png``, ``metrics.json`` (the set's evaluation next to the random real subset at the
-same IPC and the majority-class rate) and ``summary.txt``. A run killed at any point and resumed
+``run_folder/`` (its files: :mod:`medistill.data.run_folder`): ``config.json``, ``checkpoint.pt`` (every
+``checkpoint_every`` iterations, atomic), ``synthetic_set.pt`` (an :class:`~medistill.data.ImageSet`),
+``synthetic_grid.png``, ``loss_curve.png``, ``metrics.json`` (the set's evaluation next to the random real
+subset at the same IPC and the majority-class rate) and ``summary.txt``. A run killed at any point and resumed
 with ``resume=True`` ends with the same synthetic set as an uninterrupted run (bit-identical on CPU).
 
 One writer: the process running a distillation holds the folder's lock (``.medistill.lock``,
@@ -22,7 +22,6 @@ the whole run's state, so a run may be resumed with a different number of ranks.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 import warnings
@@ -34,11 +33,11 @@ from tqdm.auto import tqdm
 
 from ..data import ImageDataset
 from ..data.imageset import environment_versions
+from ..data.run_folder import RunFolder
 from ..distributed import (DistContext, all_reduce_max, all_reduce_sum, check_same_config, leave_together,
                            main_then_share, maybe_inject_failure)
 from ..evaluate import EvalConfig, compare_with_random, evaluate_set, recipe_config, result_line
 from ..selection import DEFAULT_SUBSETS, random_baseline
-from ..atomic_io import atomic_torch_save, atomic_write_text
 from ..run_lock import RunLock, StaleLockNotice
 from .checkpoint import (RunFolderError, config_mismatch, evaluation_mismatch, evaluation_record, load_checkpoint,
                          read_run_config)
@@ -51,8 +50,6 @@ from .mtt import MTT
 from .plots import write_loss_curve
 
 METHODS = {"dc": DC, "dsa": DSA, "dm": DM, "mtt": MTT}
-RUN_FILES = ("config.json", "checkpoint.pt", "synthetic_set.pt", "synthetic_grid.png", "loss_curve.png",
-             "metrics.json", "summary.txt")
 
 
 # The divergence guard's bound on the synthetic images: IMAGE_BOUND × the largest magnitude of the real training
@@ -85,11 +82,12 @@ def make_method(name: str, dataset: ImageDataset, config, device: str = "cpu", d
 def _prepare_folder(folder: Path, run_config: dict, resume: bool, force: bool,
                     evaluation: dict | None = None) -> dict | None:
     """Check or clear the folder (its lock held); returns the checkpoint to resume from, if any."""
-    existing = [f for f in RUN_FILES if (folder / f).exists()]
+    run = RunFolder(folder)
+    existing = run.existing()
     if existing and resume:
-        if not (folder / "config.json").exists():
-            raise RunFolderError(f"{folder} holds {', '.join(existing)} but no config.json: it cannot be checked, "
-                                 "so it cannot be resumed; start it over with --force")
+        if not run.config_path.exists():
+            raise RunFolderError(f"{folder} holds {', '.join(existing)} but no {run.config_path.name}: it cannot be "
+                                 "checked, so it cannot be resumed; start it over with --force")
         saved = read_run_config(folder)
         mismatch = config_mismatch(saved, run_config)
         if mismatch:
@@ -103,15 +101,14 @@ def _prepare_folder(folder: Path, run_config: dict, resume: bool, force: bool,
                 "{setting: (the folder's, this call's)}; resume with the same --eval-models/--eval-epochs/"
                 "--eval-model/--random-subsets/--seed, and score the finished set with other settings with "
                 f"`medistill evaluate {folder} …` (or start over with --force)")
-        if (folder / "checkpoint.pt").exists():
+        if run.checkpoint_path.exists():
             return load_checkpoint(folder)
         return None
     if existing and not force:
         raise RunFolderError(f"{folder} already holds a run ({', '.join(existing)}); "
                              "pass --resume to continue it or --force to start it over")
     if existing:
-        for f in RUN_FILES:
-            (folder / f).unlink(missing_ok=True)
+        run.remove_run_files()
     return None
 
 
@@ -155,13 +152,14 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
                              "stop_after": stop_after, "evaluation": evaluation,
                              "require_existing": require_existing})
     method = make_method(method_name, dataset, config, device, dist)  # bad settings fail before the folder is touched
+    run = RunFolder(folder)
     lock = RunLock(folder)
     notices: list[str] = []
     made = {"config": False}
 
     def prepare() -> dict | None:
-        if require_existing and not (folder / "config.json").exists():
-            what = "does not exist" if not folder.exists() else "holds no run (no config.json)"
+        if require_existing and not run.config_path.exists():
+            what = "does not exist" if not folder.exists() else f"holds no run (no {run.config_path.name})"
             raise RunFolderError(f"--resume: {folder} {what}, so there is nothing to resume; check --out, drop "
                                  "--resume to start a new run there, or pass --resume-or-start")
         notice = lock.acquire()
@@ -169,10 +167,9 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
             notices.append(notice)
             warnings.warn(notice, StaleLockNotice, stacklevel=4)
         found = _prepare_folder(folder, run_config, resume, force, evaluation)
-        if not (folder / "config.json").exists():
-            atomic_write_text(folder / "config.json",
-                              json.dumps({**run_config, "evaluation": evaluation, "versions": environment_versions(),
-                                          **getattr(method, "run_record", dict)()}, indent=1))  # DP: the guarantee
+        if not run.config_path.exists():
+            run.write_config({**run_config, "evaluation": evaluation, "versions": environment_versions(),
+                              **getattr(method, "run_record", dict)()})  # DP: the guarantee
             made["config"] = True
         return found
 
@@ -183,8 +180,8 @@ def distill(dataset: ImageDataset, method_name: str, config, folder, *, resume: 
         result.notices = notices
         return result
     except BaseException:
-        if dist.is_main and lock.held and made["config"] and not (folder / "checkpoint.pt").exists():
-            (folder / "config.json").unlink(missing_ok=True)  # nothing was kept: the folder does not block a re-run
+        if dist.is_main and lock.held and made["config"] and not run.checkpoint_path.exists():
+            run.config_path.unlink(missing_ok=True)  # nothing was kept: the folder does not block a re-run
         raise
     finally:
         lock.release()  # also removes the folder when this call made it and left nothing in it
@@ -206,8 +203,8 @@ def _largest_magnitude(images) -> float:
 
 def _divergence(method_name: str, config, folder: Path, done: int, last_saved: int | None, what: str) -> str:
     if last_saved is not None:
-        where = (f"The last finite checkpoint is iteration {last_saved} ({folder / 'checkpoint.pt'}, kept); start "
-                 "over with a lower lr_img and --force")
+        where = (f"The last finite checkpoint is iteration {last_saved} ({RunFolder(folder).checkpoint_path}, "
+                 "kept); start over with a lower lr_img and --force")
     else:
         where = "No checkpoint was written before it diverged; run again with a lower lr_img"
     return (f"{method_name} diverged at iteration {done}: {what} (lr_img {config.lr_img:g}); lower lr_img "
@@ -217,6 +214,7 @@ def _divergence(method_name: str, config, folder: Path, done: int, last_saved: i
 def _run(dataset, method_name, config, method, folder, checkpoint, dist, eval_config, progress, stop_after,
          random_subsets) -> RunResult:
     progress = progress and dist.is_main
+    run = RunFolder(folder)
     losses: list[float] = []
     last_saved = None
     if checkpoint is not None:
@@ -262,7 +260,7 @@ def _run(dataset, method_name, config, method, folder, checkpoint, dist, eval_co
             if save:
                 state = method.state_dict()  # a collective when distributed: every rank gathers
                 if dist.is_main:
-                    atomic_torch_save({"method": state, "losses": losses}, folder / "checkpoint.pt")
+                    run.write_checkpoint({"method": state, "losses": losses})
                 last_saved = done
             if stopping:
                 break
@@ -285,9 +283,9 @@ def _run(dataset, method_name, config, method, folder, checkpoint, dist, eval_co
     if not dist.is_main:
         return RunResult(folder, None, f"rank {dist.rank}: classes {method.classes.start}–{method.classes.stop - 1} "
                                        f"done; rank 0 writes {folder}\n")
-    synthetic.save(folder / "synthetic_set.pt")
-    synthetic.save_grid(folder / "synthetic_grid.png")
-    write_loss_curve(folder / "loss_curve.png", list(range(1, len(losses) + 1)), losses,
+    synthetic.save(run.set_path)
+    synthetic.save_grid(run.grid_path)
+    write_loss_curve(run.loss_curve_path, list(range(1, len(losses) + 1)), losses,
                      f"{method_name.upper()} · {dataset.name} · IPC {config.ipc}")
     metrics = None
     if eval_config is not None and eval_config.num_models > 0:
@@ -295,10 +293,10 @@ def _run(dataset, method_name, config, method, folder, checkpoint, dist, eval_co
                                cache_dir=folder.parent / ".random_baselines", random_subsets=random_subsets,
                                with_random=not is_private(config))  # DP: no statistic of real training images
         metrics["distill_seconds_this_session"] = round(time.time() - started, 1)
-        atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=1))
+        run.write_metrics(metrics)
     summary = summarize_run(folder, method_name, dataset, config, losses, metrics,
                             privacy=synthetic.metadata.get("privacy"))
-    atomic_write_text(folder / "summary.txt", summary)
+    run.write_summary(summary)
     return RunResult(folder, metrics, summary)
 
 

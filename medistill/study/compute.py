@@ -1,10 +1,10 @@
 """Computing one study cell: a distillation (DC/DSA/DM/MTT) or a real-data baseline, as a table row.
 
-Distillations go through :func:`medistill.methods.distill` into ``<runs>/<cell id>/`` (resumed from
-its checkpoint if a previous process died in it). A run folder that already holds ``metrics.json``
-for the same configuration — the study's own, or one found in an import folder under the name
-``medistill distill`` gives it (``<dataset>-<method>-ipc<K>-<preset>-s<seed>``) or the one
-scripts/run_method_results.sh gives it (``<dataset>-<method>-ipc<K>-<preset>``) — is recorded
+Distillations go through :func:`medistill.methods.distill` into ``<runs>/<cell id>/`` (a run folder,
+:mod:`medistill.data.run_folder`; resumed from its checkpoint if a previous process died in it). A run folder
+that already holds ``metrics.json`` for the same configuration — the study's own, or one found in an import
+folder under the name ``medistill distill`` gives it (``<dataset>-<method>-ipc<K>-<preset>-s<seed>``) or the
+one scripts/run_method_results.sh gives it (``<dataset>-<method>-ipc<K>-<preset>``) — is recorded
 without recomputing. "Same configuration" is the runner's resume check (config.json against the
 method config, ignoring checkpoint/log intervals and the expert bank's folder, which is checked by
 its manifest instead) plus the evaluation settings in metrics.json (networks, epochs, seed, model).
@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import os
 import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..atomic_io import atomic_write_text
 from ..data import ImageDataset, ImageSet
+from ..data.run_folder import RunFolder
 from ..evaluate import EvalConfig, compare_with_random, evaluate_set
 from ..ops.dsa_params import DEFAULT_STRATEGY
 from ..methods import ExpertConfig, build_experts, distill, make_config
@@ -55,7 +54,6 @@ from .tasks import TaskLoader, parse_task, task_source
 
 IMPORT_NEUTRAL = RESUME_NEUTRAL | {"expert_dir"}
 INDICATOR_SEED = 0  # the evaluation seed of every indicator (medistill.predictor.indicator uses the same)
-STUDY_METRICS = "study_metrics.json"
 EMBED_EPOCHS = 10  # medistill.selection.select's default
 
 
@@ -162,12 +160,13 @@ class CellComputer:
 
     def reusable_metrics(self, folder: Path, run_config: dict, eval_config: EvalConfig) -> dict | None:
         """metrics.json of ``folder`` when it was made with the same method config and evaluation settings."""
-        if not ((folder / "config.json").exists() and (folder / "metrics.json").exists()):
+        run = RunFolder(folder)
+        if not (run.config_path.exists() and run.metrics_path.exists()):
             return None
-        mismatch = config_mismatch(load_json(folder / "config.json"), run_config)
+        mismatch = config_mismatch(run.read_config(), run_config)
         if set(mismatch) - IMPORT_NEUTRAL:
             return None
-        metrics = load_json(folder / "metrics.json")
+        metrics = run.read_metrics()
         used = metrics["distilled"]["config"]
         strategy = DEFAULT_STRATEGY if metrics["evaluated_with_dsa"] else None
         expected_epochs = dataclasses.replace(eval_config, dsa_strategy=strategy).resolved_epochs()
@@ -184,11 +183,11 @@ class CellComputer:
     def imported_bank(self, dataset: ImageDataset, config) -> Path | None:
         """A complete expert bank with the same manifest in an import folder (read only), if any.
 
-        Looked for as ``experts-<dataset>-<preset>`` (scripts/run_method_results.sh's name).
+        Looked for under the name the study gives its own bank (:meth:`expert_bank`).
         """
         expected = bank_manifest(dataset, self._expert_config(config), self._param_count(dataset, config))
         for d in self.import_dirs:
-            bank = d / f"experts-{dataset.name}-{self.budget.tag}"
+            bank = d / self.expert_bank(dataset).name
             manifest = bank / "manifest.json"
             if (manifest.exists() and load_json(manifest) == expected
                     and all(expert_path(bank, i).exists() for i in range(config.num_experts))):
@@ -219,12 +218,12 @@ class CellComputer:
     @staticmethod
     def own_metrics(folder: Path, run_config: dict, settings: dict) -> dict | None:
         """The study's own score of a finished run folder made with this configuration, if any."""
-        path = folder / STUDY_METRICS
-        if not (path.exists() and (folder / "config.json").exists() and (folder / "synthetic_set.pt").exists()):
+        run = RunFolder(folder)
+        if not (run.study_metrics_path.exists() and run.config_path.exists() and run.set_path.exists()):
             return None
-        if set(config_mismatch(load_json(folder / "config.json"), run_config)) - IMPORT_NEUTRAL:
+        if set(config_mismatch(run.read_config(), run_config)) - IMPORT_NEUTRAL:
             return None
-        saved = load_json(path)
+        saved = run.read_study_metrics()
         return saved if saved.get("settings") == settings else None
 
     def _distilled(self, cell: Cell) -> dict:
@@ -240,7 +239,8 @@ class CellComputer:
                     "wall_seconds": saved["seconds"]}
             metrics = self.reusable_metrics(folder, run_config, eval_config)  # a `medistill distill` run folder
             if metrics is not None:
-                images = len(ImageSet.load(folder).labels) if (folder / "synthetic_set.pt").exists() else None
+                run = RunFolder(folder)
+                images = len(ImageSet.load(run.set_path).labels) if run.set_path.exists() else None
                 row = self._row(dataset, cell.ipc, metrics["distilled"], folder, True, images)
                 if metrics.get("distill_seconds_this_session") is not None:
                     row["wall_seconds"] = metrics["distill_seconds_this_session"]
@@ -254,12 +254,12 @@ class CellComputer:
         distill(dataset, cell.method, config, folder, resume=True, device=self.device, eval_config=None,
                 progress=self.progress)
         with RunLock(folder, "study cell"):  # distill has released it; one writer scores the set
-            synthetic = ImageSet.load(folder)
+            synthetic = ImageSet.load(RunFolder(folder).set_path)
             result = evaluate_set(synthetic, dataset, eval_config, progress=self.progress,
                                   desc=f"evaluate {cell.method} ipc {cell.ipc}").to_dict()
             saved = {"settings": settings, "distilled": result, "images": len(synthetic.labels),
                      "seconds": round(time.time() - started, 1)}
-            atomic_write_text(folder / STUDY_METRICS, json.dumps(saved, indent=1))
+            RunFolder(folder).write_study_metrics(saved)
         return self._row(dataset, cell.ipc, result, folder, False, saved["images"]) | {"wall_seconds": saved["seconds"]}
 
     def _row(self, dataset: ImageDataset, ipc: int | None, result: dict, folder: Path, reused: bool,
@@ -328,9 +328,9 @@ class CellComputer:
         settings = {"dataset_md5": dataset.md5, "selector": cell.method, "ipc": cell.ipc, "seed": cell.seed,
                     "eval": dataclasses.asdict(config), "random_subsets": self.budget.resolved("random_subsets"),
                     "indicator_seed": INDICATOR_SEED}
-        metrics_path = folder / "metrics.json"
-        if metrics_path.exists() and load_json(metrics_path).get("settings") == settings:
-            saved = load_json(metrics_path)
+        record = RunFolder(folder)  # a baseline cell's folder: its own record under the run folder's metrics name
+        if record.metrics_path.exists() and record.read_metrics().get("settings") == settings:
+            saved = record.read_metrics()
             return self._row(dataset, cell.ipc, saved["result"], folder, True, saved["images"]) | {
                 "wall_seconds": saved["seconds"]}
         if self.import_only:
@@ -346,5 +346,5 @@ class CellComputer:
         subset.save(folder / "selected_set.pt")
         saved = {"settings": settings, "result": result, "images": len(subset.labels),
                  "seconds": round(time.time() - started, 1)}
-        atomic_write_text(metrics_path, json.dumps(saved, indent=1))
+        record.write_metrics(saved)
         return self._row(dataset, cell.ipc, result, folder, False, saved["images"]) | {"wall_seconds": saved["seconds"]}
