@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.run_folder import run_name
 from .common import DEFAULT_RUNS, _add_data_args, _add_dist_args, _load
 
 
@@ -104,7 +105,7 @@ def _distill_eval_config(args):
 def _distill(args, dataset, config, dist) -> int:
     from ..methods import distill
 
-    out = Path(args.out or Path(DEFAULT_RUNS) / f"{dataset.name}-{args.method}-ipc{args.ipc}-{args.preset}-s{args.seed}")
+    out = Path(args.out or Path(DEFAULT_RUNS) / run_name(dataset.name, args.method, args.ipc, args.preset, args.seed))
     eval_config = _distill_eval_config(args)
     if dist.is_main:
         ranks = f" on {dist.world_size} ranks ({dist.backend})" if dist.is_distributed else ""

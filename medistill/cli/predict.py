@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 
+from ..data.run_folder import RANDOM_BASELINES
+
 DEFAULT_TABLE = "results/study/study.csv"
-DEFAULT_CACHE = "runs/study/.random_baselines"
+DEFAULT_CACHE = f"runs/study/{RANDOM_BASELINES}"
 
 
 def add_commands(sub) -> None:

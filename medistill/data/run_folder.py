@@ -46,6 +46,15 @@ SUMMARY = "summary.txt"
 STUDY_METRICS = "study_metrics.json"
 # A distillation's own files: what makes a folder hold a run, and what --force deletes.
 RUN_FILES = (CONFIG, CHECKPOINT, SYNTHETIC_SET, GRID, LOSS_CURVE, METRICS, SUMMARY)
+# Beside the run folders: the random real-subset baselines' scores, cached for every run of the same data.
+RANDOM_BASELINES = ".random_baselines"
+
+
+def run_name(dataset: str, method: str, ipc: int | None, preset: str, seed: int | None = None) -> str:
+    """The default folder name of a run: ``<dataset>-<method>-ipc<K>-<preset>-s<seed>`` (``all`` in place of
+    ``ipc<K>`` for a cell without an IPC, such as full data; no ``-s<seed>`` when ``seed`` is None)."""
+    name = f"{dataset}-{method}-{'all' if ipc is None else f'ipc{ipc}'}-{preset}"
+    return name if seed is None else f"{name}-s{seed}"
 
 
 def _read_json(path: Path):

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageDataset
 from ..data.imageset import environment_versions
-from ..data.run_folder import RunFolder
+from ..data.run_folder import RANDOM_BASELINES, RunFolder
 from ..distributed import (DistContext, all_reduce_max, all_reduce_sum, check_same_config, leave_together,
                            main_then_share, maybe_inject_failure)
 from ..evaluate import EvalConfig, compare_with_random, evaluate_set, recipe_config, result_line
@@ -290,7 +290,7 @@ def _run(dataset, method_name, config, method, folder, checkpoint, dist, eval_co
     metrics = None
     if eval_config is not None and eval_config.num_models > 0:
         metrics = evaluate_run(dataset, synthetic, config, eval_config, progress,
-                               cache_dir=folder.parent / ".random_baselines", random_subsets=random_subsets,
+                               cache_dir=folder.parent / RANDOM_BASELINES, random_subsets=random_subsets,
                                with_random=not is_private(config))  # DP: no statistic of real training images
         metrics["distill_seconds_this_session"] = round(time.time() - started, 1)
         run.write_metrics(metrics)

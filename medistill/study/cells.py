@@ -9,6 +9,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from ..data.run_folder import run_name
+
 DISTILL_METHODS = ("dc", "dsa", "dm", "mtt")
 BASELINES = ("random", "herding", "kcenter", "full")
 
@@ -82,8 +84,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        ipc = "all" if self.ipc is None else f"ipc{self.ipc}"
-        return f"{self.dataset}-{self.method}-{ipc}-{self.budget}-s{self.seed}"
+        return run_name(self.dataset, self.method, self.ipc, self.budget, self.seed)
 
 
 def check_methods(methods) -> None:

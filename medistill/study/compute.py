@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..data import ImageDataset, ImageSet
-from ..data.run_folder import RunFolder
+from ..data.run_folder import RANDOM_BASELINES, RunFolder, run_name
 from ..evaluate import EvalConfig, compare_with_random, evaluate_set
 from ..ops.dsa_params import DEFAULT_STRATEGY
 from ..methods import ExpertConfig, build_experts, distill, make_config
@@ -152,10 +152,9 @@ class CellComputer:
 
     def candidates(self, cell: Cell) -> list[Path]:
         """Run folders that may already hold this cell: the study's own, then the import folders'."""
-        base = f"{cell.dataset}-{cell.method}-ipc{cell.ipc}-{cell.budget}"
         folders = [self.runs_dir / cell.id]
         for d in self.import_dirs:
-            folders += [d / f"{base}-s{cell.seed}", d / base]
+            folders += [d / cell.id, d / run_name(cell.dataset, cell.method, cell.ipc, cell.budget)]
         return folders
 
     def reusable_metrics(self, folder: Path, run_config: dict, eval_config: EvalConfig) -> dict | None:
@@ -279,7 +278,7 @@ class CellComputer:
 
     def random_score(self, dataset: ImageDataset, ipc: int, seed: int, config: EvalConfig) -> dict:
         """The random-subset baseline at ``ipc`` (R subsets of seed ``seed``), cached beside the run folders."""
-        cache = self.runs_dir / ".random_baselines"
+        cache = self.runs_dir / RANDOM_BASELINES
         with file_lock(cache / f".{dataset.md5}-ipc{ipc}-s{seed}.lock"):  # one process scores it, the others wait
             return random_baseline(dataset, ipc, dataclasses.replace(config, seed=seed),
                                    subsets=self.budget.resolved("random_subsets"), cache_dir=cache,
