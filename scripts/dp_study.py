@@ -210,6 +210,8 @@ def cmd_table(args) -> int:
 
 
 def main(argv=None) -> int:
+    if not sys.stderr.isatty():  # progress bars into a log file: one line every 30 s (the subprocesses inherit it)
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run (or continue) the study's cells")

@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MEDISTILL_DATA=${MEDISTILL_DATA:-$(cd ../shared/data/medmnist && pwd)}
 export OMP_NUM_THREADS=1
+export TQDM_MININTERVAL=${TQDM_MININTERVAL:-30}  # progress bars into log files: one line every 30 s, not 10 a second
 M=".venv/bin/medistill"
 OUT=results/study
 RUNS=runs/study
