@@ -10,6 +10,9 @@ Cells: {breastmnist, retinamnist, brain MRI image folder} × ε ∈ {1, 2, 4, 8,
   Opacus's per-sample gradients support) trained with DP-SGD (Opacus ``make_private_with_epsilon``, RDP
   accountant, Poisson batches, clip 1.0, δ = 1/(10·N) like DP-DM), scored on the same test split.
 
+* ``random``: the non-private comparison, one cell per dataset: R = 5 random real subsets at the same IPC
+  (``medistill baseline --selector random``), scored with the same budget; it spends no ε.
+
 Resumable: a cell whose ``results/dp/<dataset>-<kind>-eps<ε>-s<seed>.json`` exists is skipped; a DP-DM run
 continues its run folder (``runs/dp/…``, ``--resume-or-start``), and its evaluation and audit JSONs are kept
 in the run folder, so a killed study restarts where it stopped.
@@ -154,14 +157,41 @@ def dpsgd_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
             "seconds_this_session": round(time.time() - started, 1)}
 
 
+def random_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
+    """The non-private comparison: R random real subsets at the same IPC, scored with the same budget (one cell
+    per dataset: it spends no ε, so it is not repeated per ε or seed; its spread is over the subsets)."""
+    started = time.time()
+    scores = Path(args.runs) / f"{name}-random-ipc{args.ipc}.json"
+    if not scores.exists():
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        _sh(MEDISTILL + ["baseline", *DATASETS[name], "--selector", "random", "--ipc", str(args.ipc),
+                         "--subsets", str(args.random_subsets), "--models", str(args.eval_models),
+                         "--epochs", str(args.eval_epochs), "--seed", "0", "--threads", str(args.threads),
+                         "--device", args.device, "--json", str(scores)])
+    subsets = json.loads(scores.read_text())["subsets"]
+    return {"dataset": name, "kind": "random", "epsilon": math.inf, "seed": None, "ipc": args.ipc,
+            **{m: subsets[m]["mean"] for m in ("accuracy", "balanced_accuracy", "auc")},
+            "spread": {m: subsets[m]["std"] for m in ("accuracy", "balanced_accuracy", "auc")},
+            "subsets": len(subsets["accuracy"]["values"]), "mia_auc": None, "privacy": None,
+            "evaluation": {"models": args.eval_models, "epochs": args.eval_epochs},
+            "seconds_this_session": round(time.time() - started, 1)}
+
+
 def cmd_run(args) -> int:
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     cells = {"dpdm": dpdm_cell, "dpsgd": dpsgd_cell}
     for name in args.datasets:
+        path = out / f"{name}-random-ipc{args.ipc}.json"
+        if "random" in args.kinds and not path.exists():
+            result = random_cell(name, "inf", 0, args, out)
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(result, indent=1))
+            os.replace(tmp, path)
+            print(f"wrote {path}: bal-acc {result['balanced_accuracy']:.3f} over {result['subsets']} subsets", flush=True)
         for eps in args.epsilons:
             for seed in args.seeds:
-                for kind in args.kinds:
+                for kind in (k for k in args.kinds if k in cells):
                     path = out / f"{name}-{kind}-eps{_eps_name(eps)}-s{seed}.json"
                     if path.exists():
                         print(f"done: {path}")
@@ -195,11 +225,17 @@ def cmd_table(args) -> int:
     lines = ["| dataset | method | ε | seeds | accuracy | balanced accuracy | AUC | membership attack AUC |",
              "|---|---|---|---|---|---|---|---|"]
     for (name, kind, eps), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        label = "DP-DM (IPC 10)" if kind == "dpdm" else "DP-SGD ConvNet"
+        label = {"dpdm": f"DP-DM (IPC {rs[0].get('ipc')})", "dpsgd": "DP-SGD ConvNet (all real images)",
+                 "random": f"random real subsets (IPC {rs[0].get('ipc')}, not private)"}[kind]
+        if kind == "random":  # one cell: the mean and spread over its R subsets
+            cells = " | ".join(f"{rs[0][k]:.3f} ± {rs[0]['spread'][k]:.3f}" for k in ("accuracy", "balanced_accuracy", "auc"))
+            lines.append(f"| {name} | {label} | ∞ | {rs[0]['subsets']} subsets | {cells} | – |")
+            continue
         lines.append(f"| {name} | {label} | {'∞' if math.isinf(eps) else f'{eps:g}'} | {len(rs)} | "
                      + " | ".join(_mean_sd([r[k] for r in rs]) for k in ("accuracy", "balanced_accuracy", "auc", "mia_auc"))
                      + " |")
-    text = ("Mean ± sd over seeds. ε = ∞: DP-DM without clipping or noise (noise init), or plain SGD. Membership "
+    text = ("Mean ± sd over seeds (random subsets: over the subsets). ε = ∞: DP-DM without clipping or noise (noise "
+            "init), plain SGD, or random real images (no privacy at all). Membership "
             "attack: networks trained on the set, real train vs test split (0.5 = no leak; DP-SGD: not run).\n\n"
             + "\n".join(lines) + "\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +254,8 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--epsilons", nargs="+", default=list(EPSILONS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--kinds", nargs="+", default=["dpdm", "dpsgd"], choices=["dpdm", "dpsgd"])
+    p.add_argument("--kinds", nargs="+", default=["random", "dpdm", "dpsgd"], choices=["random", "dpdm", "dpsgd"])
+    p.add_argument("--random-subsets", type=int, default=5, help="random real subsets R of the non-private baseline")
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--iterations", type=int, default=400, help="DM iterations (the quick preset's 400)")
     p.add_argument("--eval-models", type=int, default=3)
