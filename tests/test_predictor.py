@@ -156,6 +156,22 @@ def test_leave_one_source_out_holds_out_every_task_of_a_source():
     assert loso.mae < loso.mae_mean_only and loso.coverage.n == 9
 
 
+def test_a_task_built_from_several_sources_is_shown_but_in_no_fit():
+    """Three sources with no relation inside any of them, plus one easy composite task far to the right: counted
+    as a fourth cluster it would make the correlation look strong; it must not enter the line or the CI."""
+    rows = study_rows(sources=("a", "b", "c"), tasks=4, relation=False, seed=5)
+    lever = [row("simulation:a_v_b_v_c", "a+b+c", "dm", 10, 0.98, 0.99, seed=s) for s in (0, 1, 2)]
+    (with_lever,) = fit_table(rows + lever, "accuracy")
+    (without,) = fit_table(rows, "accuracy")
+    assert with_lever.tasks == without.tasks == 12 and with_lever.sources == ["a", "b", "c"]
+    assert [p.task for p in with_lever.shown_only] == ["simulation:a_v_b_v_c"]
+    assert with_lever.correlation.pearson == pytest.approx(without.correlation.pearson)
+    assert with_lever.line.slope == pytest.approx(without.line.slope)
+    assert not with_lever.validated
+    p = predict_method(with_lever, "dm", 10, "accuracy", 0.5)
+    assert p.tasks == 12 and "a+b+c" not in p.sources
+
+
 # the validated rule ---------------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,11 @@ extrapolating across IPCs.
 
 Each fit (:class:`MethodFit`) carries the line with prediction intervals that include between-source
 variation (:mod:`.stats`), the correlation with a source-level bootstrap CI, and leave-one-source-out
-validation (:func:`leave_one_source_out`). It is called **validated** only when all of these hold:
+validation (:func:`leave_one_source_out`). All three rest on the *evidence*: the tasks of a single source.
+A task built from several sources (the simulation task) is kept in the fit's points, for the tables and
+the plots, but is in no line, no correlation and no fold: it shares images with every source, so it is not
+an independent cluster for the source bootstrap, and as by far the easiest task it would be a lever at the
+end of the line whose pull no fold could check. It is called **validated** only when all of these hold:
 
 1. its tasks come from at least ``MIN_SOURCES`` (3) distinct single sources, each task's indicator a mean
    over at least ``MIN_SUBSETS`` (5) random subsets;
@@ -126,6 +130,11 @@ def single_sources(points: list[Point]) -> list[str]:
     return sorted({p.source for p in points if "+" not in p.source})
 
 
+def evidence(points: list[Point]) -> list[Point]:
+    """The points a fit rests on: tasks of a single source (not the ones built from several)."""
+    return [p for p in points if "+" not in p.source]
+
+
 def fit_points(points: list[Point]) -> GroupedLine:
     return fit_grouped([p.x for p in points], [p.y for p in points], [p.source for p in points],
                        [p.seeds for p in points])
@@ -222,12 +231,22 @@ class MethodFit:
     loso: Loso
 
     @property
+    def evidence(self) -> list[Point]:
+        """The points of the line, the correlation and the folds (single-source tasks)."""
+        return evidence(self.points)
+
+    @property
+    def shown_only(self) -> list[Point]:
+        """Points of tasks built from several sources: in the tables and plots, in no fit."""
+        return [p for p in self.points if p not in self.evidence]
+
+    @property
     def tasks(self) -> int:
-        return len(self.points)
+        return len(self.evidence)
 
     @property
     def sources(self) -> list[str]:
-        return sorted({p.source for p in self.points})
+        return sorted({p.source for p in self.evidence})
 
     @property
     def reasons(self) -> list[str]:
@@ -236,7 +255,7 @@ class MethodFit:
         singles = single_sources(self.points)
         if len(singles) < MIN_SOURCES:
             out.append(f"its {self.tasks} task(s) come from {len(singles)} source(s) (< {MIN_SOURCES})")
-        few = [p for p in self.points if p.subsets is None or p.subsets < MIN_SUBSETS]
+        few = [p for p in self.evidence if p.subsets is None or p.subsets < MIN_SUBSETS]
         if few:
             out.append(f"the indicator of {len(few)} task(s) is a mean over fewer than {MIN_SUBSETS} random subsets "
                        "(or an unknown number)")
@@ -273,13 +292,15 @@ class MethodFit:
                          "with_interval": cov.n, "level": self.loso.level, "folds": self.loso.folds,
                          "per_source": self.loso.per_source(), "held": [asdict(h) for h in self.loso.held]},
                 "validated": self.validated, "reasons": self.reasons,
-                "points": [asdict(p) for p in self.points]}
+                "points": [asdict(p) for p in self.points],
+                "shown_only": [p.task for p in self.shown_only]}
 
 
 def fit_method(points: list[Point], method: str, ipc: int, metric: str, preset: str | None = None) -> MethodFit:
     mine = [p for p in points if p.method == method and p.ipc == ipc]
-    return MethodFit(method, ipc, metric, preset, mine, fit_points(mine),
-                     grouped_correlation([p.x for p in mine], [p.y for p in mine], [p.source for p in mine]),
+    used = evidence(mine)
+    return MethodFit(method, ipc, metric, preset, mine, fit_points(used),
+                     grouped_correlation([p.x for p in used], [p.y for p in used], [p.source for p in used]),
                      leave_one_source_out(mine))
 
 

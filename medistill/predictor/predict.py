@@ -62,7 +62,7 @@ def predict_method(fit: MethodFit | None, method: str, ipc: int, metric: str, in
         p.note = f"no {method} tasks at IPC {ipc} in the table"
         p.reasons = [p.note]
         return p
-    points = fit.points
+    points = fit.evidence
     if source is not None:
         dropped = sorted({q.source for q in points if sources_of(q.source) & sources_of(source)})
         if dropped:

@@ -156,9 +156,12 @@ DESIGN = [
     "adds the seed-to-seed variance of one run. Predictions and intervals are clipped to [0, 1].",
     "- **Correlation CI**: percentile bootstrap resampling sources, then tasks within each drawn source, so the "
     "tasks of one source are not counted as independent evidence.",
-    "- **Leave-one-source-out**: every task of a source held out, the line fitted on the tasks sharing no source "
-    "with it, the held-out tasks predicted; the simulation task (built from every source) is in no fold's fit and "
-    "never held out. Its MAE is shown next to two predictors that ignore the indicator: the training tasks' mean "
+    "- **Evidence: single-source tasks.** The simulation task (each class from a different source) is measured and "
+    "shown (hollow in the scatter) but is in no line, correlation or fold, and not counted in the tasks and "
+    "sources columns: it shares images with every source, so it is not an independent cluster, and as by far the "
+    "easiest task it would pull the end of every line and correlation without any fold able to check that pull.",
+    "- **Leave-one-source-out**: every task of a source held out, the line fitted on the tasks of the other "
+    "sources, the held-out tasks predicted. Its MAE is shown next to two predictors that ignore the indicator: the training tasks' mean "
     "score and y = x (\"as good as a random subset\").",
     f"- **Validated** only when: tasks from ≥ {MIN_SOURCES} sources; every source held out once; the correlation's "
     "95% CI excludes 0; held-out MAE below the mean-only predictor's; held-out coverage not credibly below "
@@ -253,8 +256,11 @@ def scatter_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: s
             continue
         for p in f.points:
             c = colours.get(p.source, "black")
+            shown_only = p in f.shown_only  # built from several sources: drawn hollow, in no fit
             ax.scatter([p.x] * len(p.seeds), p.seeds, color=c, s=6, alpha=0.4, zorder=2)
-            ax.scatter(p.x, p.y, color=c, s=28, edgecolor="black", linewidth=0.4, zorder=3)
+            ax.scatter(p.x, p.y, s=28, zorder=3, **({"facecolor": "none", "edgecolor": c, "linewidth": 1.2}
+                                                   if shown_only else {"color": c, "edgecolor": "black",
+                                                                       "linewidth": 0.4}))
         line = f.line
         if line.slope is not None:
             xs = np.linspace(*line.x_range, 30)
@@ -270,7 +276,8 @@ def scatter_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: s
         _finish_panel(ax, bottom, left, f"indicator (random subsets, {METRIC_NAMES[metric]})",
                       f"method's {METRIC_NAMES[metric]}")
     return _finish_figure(fig, colours, path, f"Indicator vs score per method ({METRIC_NAMES[metric]})\nband: "
-                          f"{LEVEL:.0%} interval for a new task of a new source; line solid if validated, dotted if not")
+                          f"{LEVEL:.0%} interval for a new task of a new source; line solid if validated, dotted if "
+                          "not; hollow: a task built from several sources, in no fit")
 
 
 def calibration_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: str) -> Path:
