@@ -7,28 +7,31 @@ of a temp file, so results and export packages can be shared like any other file
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    return mask
-
+def _new_temp_file(path: Path) -> Path:
+    """An empty file beside ``path``, created with mode 0666 so the kernel applies the umask (as ``open`` does;
+    ``tempfile.mkstemp`` would force 0600)."""
+    while True:
+        tmp = path.with_name(f"{path.name}{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write(path, write) -> Path:
     """Call ``write(tmp)`` to write a temp file beside ``path`` (any writer: torch.save, savefig, …), then
     rename it over ``path``; the temp file is removed when ``write`` fails."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+    tmp = _new_temp_file(path)
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        write(str(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
