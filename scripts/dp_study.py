@@ -157,7 +157,7 @@ def dpsgd_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
             "seconds_this_session": round(time.time() - started, 1)}
 
 
-def random_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
+def random_cell(name: str, args) -> dict:
     """The non-private comparison: R random real subsets at the same IPC, scored with the same budget (one cell
     per dataset: it spends no ε, so it is not repeated per ε or seed; its spread is over the subsets)."""
     started = time.time()
@@ -184,11 +184,7 @@ def cmd_run(args) -> int:
     for name in args.datasets:
         path = out / f"{name}-random-ipc{args.ipc}.json"
         if "random" in args.kinds and not path.exists():
-            result = random_cell(name, "inf", 0, args, out)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(result, indent=1))
-            os.replace(tmp, path)
-            print(f"wrote {path}: bal-acc {result['balanced_accuracy']:.3f} over {result['subsets']} subsets", flush=True)
+            _save(path, random_cell(name, args))
         for eps in args.epsilons:
             for seed in args.seeds:
                 for kind in (k for k in args.kinds if k in cells):
@@ -196,13 +192,17 @@ def cmd_run(args) -> int:
                     if path.exists():
                         print(f"done: {path}")
                         continue
-                    result = cells[kind](name, eps, seed, args, out)
-                    tmp = path.with_suffix(".json.tmp")
-                    tmp.write_text(json.dumps(result, indent=1))
-                    os.replace(tmp, path)
-                    print(f"wrote {path}: acc {result['accuracy']:.3f} bal-acc {result['balanced_accuracy']:.3f} "
-                          f"AUC {result['auc']:.3f} MIA {result['mia_auc']}", flush=True)
+                    _save(path, cells[kind](name, eps, seed, args, out))
     return 0
+
+
+def _save(path: Path, result: dict) -> None:
+    """One cell's result, written atomically (a killed study never leaves half a JSON that would count as done)."""
+    from medistill.atomic_io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(result, indent=1))
+    print(f"wrote {path}: acc {result['accuracy']:.3f} bal-acc {result['balanced_accuracy']:.3f} "
+          f"AUC {result['auc']:.3f} MIA {result['mia_auc']}", flush=True)
 
 
 def _mean_sd(values: list[float]) -> str:

@@ -43,7 +43,7 @@ def cmd_evaluate(args) -> int:
         args.dataset = name
         dataset = _load(args)
     run = RunFolder(args.path)
-    recorded = run.read_metrics() if run.path.is_dir() and run.metrics_path.exists() else None
+    recorded = run.read_metrics() if run.metrics_path.exists() else None  # a run folder's (a .pt file has none)
     config = _eval_config(args, (recorded or {}).get("distilled", {}).get("config"))
     result = evaluate_set(image_set, dataset, config, dsa=args.dsa)
     cfg = recipe_config(meta, image_set.learned_lr, config, args.dsa)

@@ -126,13 +126,17 @@ def points_from_rows(rows: list[dict], metric: str = DEFAULT_METRIC, preset: str
     return out
 
 
-def single_sources(points: list[Point]) -> list[str]:
-    return sorted({p.source for p in points if "+" not in p.source})
+def is_evidence(point: Point) -> bool:
+    """Whether a fit rests on this point: a task of a single source (not one built from several)."""
+    return "+" not in point.source
 
 
 def evidence(points: list[Point]) -> list[Point]:
-    """The points a fit rests on: tasks of a single source (not the ones built from several)."""
-    return [p for p in points if "+" not in p.source]
+    return [p for p in points if is_evidence(p)]
+
+
+def single_sources(points: list[Point]) -> list[str]:
+    return sorted({p.source for p in evidence(points)})
 
 
 def fit_points(points: list[Point]) -> GroupedLine:
@@ -238,7 +242,7 @@ class MethodFit:
     @property
     def shown_only(self) -> list[Point]:
         """Points of tasks built from several sources: in the tables and plots, in no fit."""
-        return [p for p in self.points if p not in self.evidence]
+        return [p for p in self.points if not is_evidence(p)]
 
     @property
     def tasks(self) -> int:

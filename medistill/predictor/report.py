@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic_io import atomic_write, atomic_write_text
-from .fit import (DEFAULT_METRIC, METRICS, MIN_SOURCES, MethodFit, fit_table, ordered_methods, resolve_preset,
-                  row_source, table_presets)
+from .fit import (DEFAULT_METRIC, METRICS, MIN_SOURCES, MethodFit, fit_table, is_evidence, ordered_methods,
+                  resolve_preset, row_source, table_presets)
 from .stats import LEVEL, clip
 
 METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "auc": "AUC"}
@@ -161,8 +161,8 @@ DESIGN = [
     "sources columns: it shares images with every source, so it is not an independent cluster, and as by far the "
     "easiest task it would pull the end of every line and correlation without any fold able to check that pull.",
     "- **Leave-one-source-out**: every task of a source held out, the line fitted on the tasks of the other "
-    "sources, the held-out tasks predicted. Its MAE is shown next to two predictors that ignore the indicator: the training tasks' mean "
-    "score and y = x (\"as good as a random subset\").",
+    "sources, the held-out tasks predicted. Its MAE is shown next to two predictors that ignore the indicator: "
+    "the training tasks' mean score and y = x (\"as good as a random subset\").",
     f"- **Validated** only when: tasks from ≥ {MIN_SOURCES} sources; every source held out once; the correlation's "
     "95% CI excludes 0; held-out MAE below the mean-only predictor's; held-out coverage not credibly below "
     f"{LEVEL:.0%} (one-sided binomial p ≥ 0.05). Otherwise **not validated**, with the reasons.",
@@ -256,7 +256,7 @@ def scatter_plot(fits: list[MethodFit], colours: dict[str, str], path, metric: s
             continue
         for p in f.points:
             c = colours.get(p.source, "black")
-            shown_only = p in f.shown_only  # built from several sources: drawn hollow, in no fit
+            shown_only = not is_evidence(p)  # built from several sources: drawn hollow, in no fit
             ax.scatter([p.x] * len(p.seeds), p.seeds, color=c, s=6, alpha=0.4, zorder=2)
             ax.scatter(p.x, p.y, s=28, zorder=3, **({"facecolor": "none", "edgecolor": c, "linewidth": 1.2}
                                                    if shown_only else {"color": c, "edgecolor": "black",

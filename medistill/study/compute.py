@@ -253,7 +253,7 @@ class CellComputer:
         distill(dataset, cell.method, config, folder, resume=True, device=self.device, eval_config=None,
                 progress=self.progress)
         with RunLock(folder, "study cell"):  # distill has released it; one writer scores the set
-            synthetic = ImageSet.load(RunFolder(folder).set_path)
+            synthetic = ImageSet.load(folder)
             result = evaluate_set(synthetic, dataset, eval_config, progress=self.progress,
                                   desc=f"evaluate {cell.method} ipc {cell.ipc}").to_dict()
             saved = {"settings": settings, "distilled": result, "images": len(synthetic.labels),
@@ -328,8 +328,8 @@ class CellComputer:
                     "eval": dataclasses.asdict(config), "random_subsets": self.budget.resolved("random_subsets"),
                     "indicator_seed": INDICATOR_SEED}
         record = RunFolder(folder)  # a baseline cell's folder: its own record under the run folder's metrics name
-        if record.metrics_path.exists() and record.read_metrics().get("settings") == settings:
-            saved = record.read_metrics()
+        saved = record.read_metrics() if record.metrics_path.exists() else None
+        if saved is not None and saved.get("settings") == settings:
             return self._row(dataset, cell.ipc, saved["result"], folder, True, saved["images"]) | {
                 "wall_seconds": saved["seconds"]}
         if self.import_only:
