@@ -293,6 +293,32 @@ def test_report_writes_markdown_scatter_and_calibration(tmp_path):
     assert f"wall times sum to {hours:.1f} h (dc {dc_cells * 180 / 3600:.2f} h, dm {dm_cells * 90 / 3600:.2f} h)" in md
 
 
+def test_a_validated_line_that_y_equals_x_beats_is_flagged(tmp_path):
+    # the method scores what random subsets score (y = x + noise): the line is validated but y = x predicts better
+    rows = study_rows(slope=1.0, intercept=0.0, offset=0.0, noise=0.01, seed=4)
+    (fit,) = fit_table(rows, "accuracy")
+    assert fit.validated and fit.identity_predicts_better, (fit.reasons, fit.loso.mae, fit.loso.mae_identity)
+    (lifted,) = fit_table(study_rows(), "accuracy")  # y = 0.1 + 0.9 x: a real gain, and the line beats y = x
+    assert lifted.validated and not lifted.identity_predicts_better
+    assert main(["report", "--table", str(write_table(tmp_path / "t", rows)), "--out", str(tmp_path / "r"),
+                 "--metric", "accuracy"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "**yes** (but y = x predicts better)" in md
+    assert f"MAE {fit.loso.mae_identity:.3f} against {fit.loso.mae:.3f}" in md
+
+
+def test_gain_table_counts_tasks_above_the_indicator_and_its_spread():
+    from medistill.predictor.report import gain_table
+
+    rows = [row("a:t0", "a", "dm", 10, 0.5, 0.60, spread=0.05), row("b:t0", "b", "dm", 10, 0.5, 0.52, spread=0.05),
+            row("c:t0", "c", "dm", 10, 0.6, 0.50, spread=0.05),
+            row("a:t0", "a", "dm", 10, 0.5, 0.64, seed=1, spread=0.05),  # seeds averaged: 0.62, gain +0.12
+            row("simulation:a_v_b_v_c", "a+b+c", "dm", 10, 0.5, 0.99, spread=0.05)]  # not evidence: not counted
+    (fit,) = fit_table(rows, "accuracy")
+    assert fit.gains == pytest.approx([0.12, 0.02, -0.10])
+    assert gain_table([fit])[2] == "| dm | 10 | 3 | +0.013 (-0.100 … +0.120) | 2/3 | 1/3 |"
+
+
 def test_report_names_methods_whose_scores_coincide():
     from medistill.predictor.report import coinciding_methods
 

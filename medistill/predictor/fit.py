@@ -286,6 +286,18 @@ class MethodFit:
     def validated(self) -> bool:
         return not self.reasons
 
+    @property
+    def gains(self) -> list[float]:
+        """Score − indicator of each evidence task: what the method adds over random real images at its IPC."""
+        return [p.y - p.x for p in self.evidence]
+
+    @property
+    def identity_predicts_better(self) -> bool:
+        """Whether y = x ("as good as a random subset") predicts the held-out tasks better than the line: then the
+        line, validated or not, is not the useful prediction."""
+        mae, identity = self.loso.mae, self.loso.mae_identity
+        return mae is not None and identity is not None and identity < mae
+
     def to_dict(self) -> dict:
         cov = self.loso.coverage
         return {"method": self.method, "ipc": self.ipc, "metric": self.metric, "preset": self.preset,
@@ -295,7 +307,8 @@ class MethodFit:
                          "mae_identity": self.loso.mae_identity, "coverage": cov.rate, "covered": cov.hits,
                          "with_interval": cov.n, "level": self.loso.level, "folds": self.loso.folds,
                          "per_source": self.loso.per_source(), "held": [asdict(h) for h in self.loso.held]},
-                "validated": self.validated, "reasons": self.reasons,
+                "validated": self.validated, "reasons": self.reasons, "gains": self.gains,
+                "identity_predicts_better": self.identity_predicts_better,
                 "points": [asdict(p) for p in self.points],
                 "shown_only": [p.task for p in self.shown_only]}
 

@@ -47,6 +47,8 @@ def fits_table(fits: list[MethodFit]) -> list[str]:
     for f in fits:
         c, line, loso = f.correlation, f.line, f.loso
         verdict = "**yes**" if f.validated else "no: " + "; ".join(f.reasons)
+        if f.validated and f.identity_predicts_better:
+            verdict += " (but y = x predicts better)"
         lines.append(
             f"| {f.method} | {f.ipc} | {f.tasks} | {len(f.sources)} | {_f(c.pearson, 2)}{_ci(c.pearson_ci)} | "
             f"{_f(line.slope, 2)} | {_f(line.intercept, 2)} | {_sd(line.sigma_b2)} | {_sd(line.sigma_w2)} | "
@@ -69,6 +71,34 @@ def loso_table(fits: list[MethodFit]) -> list[str]:
                 cells.append("skipped" if "skipped" in fold else "–")
         lines.append(f"| {f.method} | {f.ipc} | " + " | ".join(cells) + " |")
     return lines
+
+
+def gain_table(fits: list[MethodFit]) -> list[str]:
+    """Per fit: the gain over the indicator on its evidence tasks (mean, range) and on how many tasks the
+    method scores above the indicator, and above it by more than the subsets' spread."""
+    lines = ["| method | IPC | tasks | gain over the indicator, mean (min … max) | above the indicator "
+             "| above it by more than the subsets' spread |", "|---|---|---|---|---|---|"]
+    for f in fits:
+        gains = f.gains
+        if not gains:
+            continue
+        clear = sum(p.x_spread is not None and p.y - p.x > p.x_spread for p in f.evidence)
+        lines.append(f"| {f.method} | {f.ipc} | {len(gains)} | {np.mean(gains):+.3f} ({min(gains):+.3f} … "
+                     f"{max(gains):+.3f}) | {sum(g > 0 for g in gains)}/{len(gains)} | {clear}/{len(gains)} |")
+    return lines
+
+
+def identity_notes(fits: list[MethodFit]) -> list[str]:
+    """A sentence per validated fit whose line predicts held-out tasks worse than y = x."""
+    out = []
+    for f in fits:
+        if f.validated and f.identity_predicts_better:
+            gains = f.gains
+            out.append(f"{f.method} at IPC {f.ipc}: y = x (\"as good as a random subset\") predicts the held-out tasks "
+                       f"better than the line (MAE {f.loso.mae_identity:.3f} against {f.loso.mae:.3f}); its mean gain "
+                       f"over the indicator is {np.mean(gains):+.3f}, above it on {sum(g > 0 for g in gains)} of "
+                       f"{len(gains)} tasks. Read its line as \"about what random real images give\".")
+    return out
 
 
 def coinciding_methods(rows: list[dict]) -> list[tuple[str, str, int, int]]:
@@ -322,6 +352,8 @@ def write_report(rows: list[dict], out_dir, table_path: str, metric: str = DEFAU
     elif validated:
         lines.append(f"Validated on {METRIC_NAMES[metric]}: " + ", ".join(f"{f.method} at IPC {f.ipc}" for f in validated)
                      + ". Every other fit is **not validated** (reasons in the table below).")
+        notes = identity_notes(validated)
+        lines += ["", *(f"- {note}" for note in notes)] if notes else []
     else:
         lines.append(f"**Not validated**: no fit on {METRIC_NAMES[metric]} passes the rule below. The reasons, per "
                      "fit, are in the last column of the table.")
@@ -333,6 +365,10 @@ def write_report(rows: list[dict], out_dir, table_path: str, metric: str = DEFAU
               "### Leave-one-source-out, per held-out source", "",
               "Mean absolute error of the held-out tasks (how many fell inside their intervals).", "",
               *loso_table(primary), "",
+              "### Does it pay off? Gain over random real images", "",
+              "Gain: the method's score (mean over seeds) minus the task's indicator (random real subsets of the same "
+              "size), on the single-source tasks; spread: the indicator's spread over its subsets.", "",
+              *gain_table(primary), "",
               "## Figures", ""]
     if scatter is not None:
         lines += [f"![indicator vs score]({scatter.name})", "", f"![held-out calibration]({calibration.name})", ""]
