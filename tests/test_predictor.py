@@ -209,6 +209,11 @@ def test_rule_flags_narrow_intervals_and_mae_that_does_not_beat_the_mean():
     assert not fit.validated
     assert any("credibly below the nominal 90%" in r for r in fit.reasons)
     assert any("does not beat ignoring the indicator" in r for r in fit.reasons)  # |0.55-y| vs |0.6-y|: equal
+    partly = Loso(held=[HeldOut(h.task, h.source, h.x, h.y, h.predicted, None if i % 2 else h.interval, h.mean_only)
+                        for i, h in enumerate(good.loso.held)], folds=good.loso.folds)
+    fit = MethodFit("dm", 10, "accuracy", "t", good.points, good.line, good.correlation, partly)
+    assert fit.reasons == [f"held-out intervals for only 8 of 16 held-out tasks (a fold's training tasks were too few "
+                           "for one), so coverage is not measured on the rest"]
     unmeasured = MethodFit("dm", 10, "accuracy", "t", good.points, good.line, good.correlation, Loso())
     assert any("leave-one-source-out could not be run" in r for r in unmeasured.reasons)
 

@@ -277,6 +277,9 @@ class MethodFit:
         cov = self.loso.coverage
         if cov.n == 0 and self.loso.mae is not None:
             out.append("no held-out interval (too few training tasks)")
+        elif cov.n < len(self.loso.evaluated):
+            out.append(f"held-out intervals for only {cov.n} of {len(self.loso.evaluated)} held-out tasks (a fold's "
+                       "training tasks were too few for one), so coverage is not measured on the rest")
         elif cov.too_narrow:
             out.append(f"held-out coverage {cov.text()} is credibly below the nominal {cov.nominal:.0%} "
                        f"(binomial p = {cov.p_below:.3f})")

@@ -194,8 +194,8 @@ DESIGN = [
     "sources, the held-out tasks predicted. Its MAE is shown next to two predictors that ignore the indicator: "
     "the training tasks' mean score and y = x (\"as good as a random subset\").",
     f"- **Validated** only when: tasks from ≥ {MIN_SOURCES} sources; every source held out once; the correlation's "
-    "95% CI excludes 0; held-out MAE below the mean-only predictor's; held-out coverage not credibly below "
-    f"{LEVEL:.0%} (one-sided binomial p ≥ 0.05). Otherwise **not validated**, with the reasons.",
+    "95% CI excludes 0; held-out MAE below the mean-only predictor's; an interval for every held-out task, and "
+    f"held-out coverage not credibly below {LEVEL:.0%} (one-sided binomial p ≥ 0.05). Otherwise **not validated**, with the reasons.",
 ]
 
 
