@@ -41,8 +41,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MEDISTILL = [sys.executable, "-m", "medistill"]
-DATASETS = {"breastmnist": ["--dataset", "breastmnist"], "retinamnist": ["--dataset", "retinamnist"],
-            "brain_mri": ["--dataset", str(REPO.parent / "shared" / "data" / "brain_tumor_mri"), "--size", "28"]}
+DATASETS = ("breastmnist", "retinamnist", "brain_mri")
+
+
+def dataset_args(name: str) -> list[str]:
+    """The ``--dataset`` arguments of a dataset; the brain MRI folder is found like the study's ``brain``
+    source ($MEDISTILL_BRAIN_MRI, else beside the MedMNIST data root)."""
+    if name == "brain_mri":
+        from medistill.study.tasks import folder_source_path
+
+        return ["--dataset", str(folder_source_path("brain")), "--size", "28"]
+    return ["--dataset", name]
 EPSILONS = ("1", "2", "4", "8", "inf")
 
 
@@ -58,7 +67,7 @@ def _sh(cmd: list[str]) -> None:
 def _load(name: str):
     from medistill.data import load_dataset
 
-    args = DATASETS[name]
+    args = dataset_args(name)
     size = int(args[args.index("--size") + 1]) if "--size" in args else 28
     return load_dataset(args[1], size=size)
 
@@ -68,7 +77,7 @@ def dpdm_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
     private = not math.isinf(float(eps))
     started = time.time()
     if not (run / "synthetic_set.pt").exists():
-        _sh(MEDISTILL + ["distill", *DATASETS[name], "--method", "dm", "--ipc", str(args.ipc), "--preset", "quick",
+        _sh(MEDISTILL + ["distill", *dataset_args(name), "--method", "dm", "--ipc", str(args.ipc), "--preset", "quick",
                          "--iterations", str(args.iterations), "--seed", str(seed), "--eval-models", "0",
                          "--threads", str(args.threads), "--device", args.device, "--out", str(run),
                          "--resume-or-start"]
@@ -164,7 +173,7 @@ def random_cell(name: str, args) -> dict:
     scores = Path(args.runs) / f"{name}-random-ipc{args.ipc}.json"
     if not scores.exists():
         scores.parent.mkdir(parents=True, exist_ok=True)
-        _sh(MEDISTILL + ["baseline", *DATASETS[name], "--selector", "random", "--ipc", str(args.ipc),
+        _sh(MEDISTILL + ["baseline", *dataset_args(name), "--selector", "random", "--ipc", str(args.ipc),
                          "--subsets", str(args.random_subsets), "--models", str(args.eval_models),
                          "--epochs", str(args.eval_epochs), "--seed", "0", "--threads", str(args.threads),
                          "--device", args.device, "--json", str(scores)])
