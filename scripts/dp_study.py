@@ -52,6 +52,8 @@ def dataset_args(name: str) -> list[str]:
 
         return ["--dataset", str(folder_source_path("brain")), "--size", "28"]
     return ["--dataset", name]
+
+
 EPSILONS = ("1", "2", "4", "8", "inf")
 
 

@@ -295,6 +295,11 @@ class MethodFit:
         return [p.y - p.x for p in self.evidence]
 
     @property
+    def tasks_above_indicator(self) -> int:
+        """On how many evidence tasks the method scores above its indicator (gain > 0)."""
+        return sum(g > 0 for g in self.gains)
+
+    @property
     def identity_predicts_better(self) -> bool:
         """Whether y = x ("as good as a random subset") predicts the held-out tasks better than the line: then the
         line, validated or not, is not the useful prediction."""

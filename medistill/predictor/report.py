@@ -84,7 +84,7 @@ def gain_table(fits: list[MethodFit]) -> list[str]:
             continue
         clear = sum(p.x_spread is not None and p.y - p.x > p.x_spread for p in f.evidence)
         lines.append(f"| {f.method} | {f.ipc} | {len(gains)} | {np.mean(gains):+.3f} ({min(gains):+.3f} … "
-                     f"{max(gains):+.3f}) | {sum(g > 0 for g in gains)}/{len(gains)} | {clear}/{len(gains)} |")
+                     f"{max(gains):+.3f}) | {f.tasks_above_indicator}/{len(gains)} | {clear}/{len(gains)} |")
     return lines
 
 
@@ -96,7 +96,7 @@ def identity_notes(fits: list[MethodFit]) -> list[str]:
             gains = f.gains
             out.append(f"{f.method} at IPC {f.ipc}: y = x (\"as good as a random subset\") predicts the held-out tasks "
                        f"better than the line (MAE {f.loso.mae_identity:.3f} against {f.loso.mae:.3f}); its mean gain "
-                       f"over the indicator is {np.mean(gains):+.3f}, above it on {sum(g > 0 for g in gains)} of "
+                       f"over the indicator is {np.mean(gains):+.3f}, above it on {f.tasks_above_indicator} of "
                        f"{len(gains)} tasks. Read its line as \"about what random real images give\".")
     return out
 
