@@ -21,12 +21,16 @@ in the run folder, so a killed study restarts where it stopped.
     python scripts/dp_study.py run --datasets breastmnist --epsilons 4 --seeds 0 --iterations 20 \\
         --eval-models 1 --eval-epochs 20 --mia-models 1 --mia-epochs 10 --dpsgd-epochs 1   # one small cell
     python scripts/dp_study.py table                             # results/dp/TABLE.md
+    python scripts/dp_study.py plot                              # results/dp/dp_vs_epsilon.png
 
-Cost on this 2-core CPU at the defaults, estimated from one small cell and the stages' speeds (not measured on the grid) (400 DM iterations, batch_real 64, 3 × 300 evaluation epochs, audit
-with 2 × 100 epochs, DP-SGD 10 epochs): a breastmnist DP-DM cell about 4 min (distil ~1 min, evaluate ~1.5
-min, audit ~1.5 min), retinamnist about 5 min, the brain MRI folder (5,708 images, 4 classes) about 8 min;
-DP-SGD cells 0.5 / 1 / 8 min. The grid is 3 datasets × 5 ε × 3 seeds = 45 cells of each kind: about 4 h of
-DP-DM and 2 h of DP-SGD on one CPU, minutes on a GPU (``--device cuda``).
+Cost on this 2-core CPU at the defaults (400 DM iterations, batch_real 64, 3 × 300 evaluation epochs, audit
+with 2 × 100 epochs, DP-SGD 10 epochs), measured on seed 0 of the grid (one thread a cell, two cells at a time):
+a DP-DM cell (distil + evaluate + audit) about 2 min on BreastMNIST, 5 min on RetinaMNIST and 4–5 min on the
+brain MRI folder (5,708 images, 4 classes; the first audit of a dataset also trains the cached embedding
+network); a DP-SGD cell 0.7 / 1.5 / 8 min; the random-subset cells 4 / 9 / 7 min. One seed of the grid
+(15 DP-DM + 15 DP-SGD cells) is about 2.2 CPU-hours, the whole grid about 7: an hour of wall time a seed
+with two processes, e.g. ``xargs -P 2`` over one ``run --datasets D --kinds K --epsilons E --seeds S`` line
+a cell. Minutes on a GPU (``--device cuda``).
 """
 from __future__ import annotations
 
@@ -221,19 +225,18 @@ def _mean_sd(values: list[float]) -> str:
     if not values:
         return "–"
     mean = sum(values) / len(values)
+    if len(values) == 1:  # one seed: no spread to show
+        return f"{mean:.3f}"
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
     return f"{mean:.3f} ± {sd:.3f}"
 
 
 def cmd_table(args) -> int:
-    rows: dict[tuple, list[dict]] = {}
-    for path in sorted(Path(args.results).glob("*.json")):
-        r = json.loads(path.read_text())
-        rows.setdefault((r["dataset"], r["kind"], r["epsilon"]), []).append(r)
+    rows = _load_results(args.results)
     if not rows:
         print(f"no results in {args.results}: run `python scripts/dp_study.py run` first", file=sys.stderr)
         return 1
-    lines = ["| dataset | method | ε | seeds | accuracy | balanced accuracy | AUC | membership attack AUC |",
+    lines = ["| dataset | method | ε | seeds | accuracy | balanced accuracy | AUC | attack AUC: all / targeted |",
              "|---|---|---|---|---|---|---|---|"]
     for (name, kind, eps), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         label = {"dpdm": f"DP-DM (IPC {rs[0].get('ipc')})", "dpsgd": "DP-SGD ConvNet (all real images)",
@@ -242,16 +245,86 @@ def cmd_table(args) -> int:
             cells = " | ".join(f"{rs[0][k]:.3f} ± {rs[0]['spread'][k]:.3f}" for k in ("accuracy", "balanced_accuracy", "auc"))
             lines.append(f"| {name} | {label} | ∞ | {rs[0]['subsets']} subsets | {cells} | – |")
             continue
+        attack = (f"{_mean_sd([r['mia_auc'] for r in rs])} / {_mean_sd([r.get('mia_targeted_auc') for r in rs])}"
+                  if kind == "dpdm" else "–")
         lines.append(f"| {name} | {label} | {'∞' if math.isinf(eps) else f'{eps:g}'} | {len(rs)} | "
-                     + " | ".join(_mean_sd([r[k] for r in rs]) for k in ("accuracy", "balanced_accuracy", "auc", "mia_auc"))
-                     + " |")
+                     + " | ".join(_mean_sd([r[k] for r in rs]) for k in ("accuracy", "balanced_accuracy", "auc"))
+                     + f" | {attack} |")
     text = ("Mean ± sd over seeds (random subsets: over the subsets). ε = ∞: DP-DM without clipping or noise (noise "
             "init), plain SGD, or random real images (no privacy at all). Membership "
-            "attack: networks trained on the set, real train vs test split (0.5 = no leak; DP-SGD: not run).\n\n"
+            "attack (`medistill audit`): loss threshold on networks trained on the set; all = every real training "
+            "image a member, test split the non-members; targeted = the training images nearest to the synthetic "
+            "images as members (0.5 = no leak; DP-SGD: not run).\n\n"
             + "\n".join(lines) + "\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text, end="")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _load_results(folder: str) -> dict[tuple, list[dict]]:
+    """results/dp/*.json grouped by (dataset, kind, ε)."""
+    rows: dict[tuple, list[dict]] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        r = json.loads(path.read_text())
+        rows.setdefault((r["dataset"], r["kind"], r["epsilon"]), []).append(r)
+    return rows
+
+
+def cmd_plot(args) -> int:
+    """One column per dataset: balanced accuracy against ε (DP-DM, DP-SGD, the random-subset band) on top, the
+    DP-DM sets' membership-attack AUCs below; every seed is a dot, the line joins the means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _load_results(args.results)
+    names = [n for n in DATASETS if any(key[0] == n for key in rows)]
+    if not names:
+        print(f"no results in {args.results}: run `python scripts/dp_study.py run` first", file=sys.stderr)
+        return 1
+    ticks = [float(e) for e in EPSILONS]
+    x_of = {eps: i for i, eps in enumerate(ticks)}
+    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.4), squeeze=False)
+    for col, name in enumerate(names):
+        top, bottom = axes[0][col], axes[1][col]
+        random = rows.get((name, "random", math.inf))
+        if random:
+            mean, sd = random[0]["balanced_accuracy"], random[0]["spread"]["balanced_accuracy"]
+            top.axhspan(mean - sd, mean + sd, color="0.85", label="random real subsets (mean ± sd, not private)")
+        for kind, colour, label in (("dpdm", "C0", "DP-DM (IPC 10)"), ("dpsgd", "C3", "DP-SGD on all real images")):
+            means = []
+            for eps in ticks:
+                values = [r["balanced_accuracy"] for r in rows.get((name, kind, eps), [])]
+                top.scatter([x_of[eps]] * len(values), values, color=colour, s=12, alpha=0.6)
+                if values:
+                    means.append((x_of[eps], sum(values) / len(values)))
+            if means:
+                top.plot(*zip(*means), color=colour, label=label)
+        for key, colour, label in (("mia_auc", "C2", "all training images"), ("mia_targeted_auc", "C1", "targeted")):
+            means = []
+            for eps in ticks:
+                values = [r[key] for r in rows.get((name, "dpdm", eps), []) if r.get(key) is not None]
+                bottom.scatter([x_of[eps]] * len(values), values, color=colour, s=12, alpha=0.6)
+                if values:
+                    means.append((x_of[eps], sum(values) / len(values)))
+            if means:
+                bottom.plot(*zip(*means), color=colour, label=label)
+        bottom.axhline(0.5, color="0.5", linestyle=":", linewidth=1)
+        top.set_title(name)
+        for ax in (top, bottom):
+            ax.set_xticks(range(len(ticks)), [f"{e:g}" if not math.isinf(e) else "∞" for e in ticks])
+        bottom.set_xlabel("ε (δ = 1/(10·N))")
+        if col == 0:
+            top.set_ylabel("balanced accuracy (test split)")
+            bottom.set_ylabel("membership attack AUC on DP-DM sets")
+            top.legend(fontsize=7, loc="best")
+            bottom.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=120)
     print(f"wrote {args.out}")
     return 0
 
@@ -287,6 +360,10 @@ def main(argv=None) -> int:
     p.add_argument("--results", default="results/dp")
     p.add_argument("--out", default="results/dp/TABLE.md")
     p.set_defaults(func=cmd_table)
+    p = sub.add_parser("plot", help="balanced accuracy and attack AUC against ε (results/dp/dp_vs_epsilon.png)")
+    p.add_argument("--results", default="results/dp")
+    p.add_argument("--out", default="results/dp/dp_vs_epsilon.png")
+    p.set_defaults(func=cmd_plot)
     args = parser.parse_args(argv)
     return args.func(args)
 
