@@ -227,7 +227,7 @@ def _mean_sd(values: list[float]) -> str:
     mean = sum(values) / len(values)
     if len(values) == 1:  # one seed: no spread to show
         return f"{mean:.3f}"
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     return f"{mean:.3f} ± {sd:.3f}"
 
 
