@@ -12,6 +12,7 @@ above 0.5 on a DP-DM set membership, or a difference between the training and te
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -25,17 +26,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dp_study  # noqa: E402  (the study's datasets, runs folder and audit settings)
 
 from medistill.atomic_io import atomic_write_text  # noqa: E402
-from medistill.audit import AuditConfig, MembershipConfig, run_audit  # noqa: E402
+from medistill.audit import run_audit  # noqa: E402
 from medistill.data import ImageSet, load_dataset  # noqa: E402
 from medistill.study.tasks import folder_source_path  # noqa: E402
 
-RUNS = Path("runs/dp")
 OUT = Path("results/dp/controls/attack_control.json")
 
 
+def _study_defaults():
+    """dp_study's ``run`` settings at their defaults: the audit and runs folder its cells use."""
+    parser = argparse.ArgumentParser()
+    dp_study.add_run_arguments(parser)
+    return parser.parse_args([])
+
+
+STUDY = _study_defaults()
+RUNS = Path(STUDY.runs)
+
+
 def _attack(image_set: ImageSet, dataset) -> dict:
-    config = AuditConfig(embed_epochs=10, seed=0, device="cpu", membership=MembershipConfig(num_models=2, epochs=100, seed=0),
-                         cache_dir=str(RUNS / ".audit-cache"))
+    config = dp_study.audit_config(STUDY, seed=0)
     mi = run_audit(image_set, dataset, config, progress=False).summary["membership_inference"]
     return {"attack_auc": mi["attack_auc"], "targeted_attack_auc": mi["targeted_attack_auc"]}
 
@@ -47,7 +57,7 @@ def main() -> int:
     for name in dp_study.DATASETS:
         if name in result["noise"]:
             continue
-        study_set = RUNS / f"{name}-dpdm-eps1-ipc{10}-s0" / "synthetic_set.pt"
+        study_set = RUNS / f"{name}-dpdm-eps1-ipc10-s0" / "synthetic_set.pt"
         if not study_set.exists():
             print(f"skip noise control on {name}: run `python scripts/dp_study.py run --datasets {name} "
                   "--kinds dpdm --epsilons 1 --seeds 0` first", file=sys.stderr)

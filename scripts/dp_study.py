@@ -78,6 +78,15 @@ def _load(name: str):
     return load_dataset(args[1], size=size)
 
 
+def audit_config(args, seed: int):
+    """The audit every DP-DM set gets (its membership attack included); ``args`` from the ``run`` parser."""
+    from medistill.audit import AuditConfig, MembershipConfig
+
+    return AuditConfig(embed_epochs=args.embed_epochs, seed=seed, device=args.device,
+                       membership=MembershipConfig(num_models=args.mia_models, epochs=args.mia_epochs, seed=seed),
+                       cache_dir=str(Path(args.runs) / ".audit-cache"))
+
+
 def dpdm_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
     run = Path(args.runs) / f"{name}-dpdm-eps{_eps_name(eps)}-ipc{args.ipc}-s{seed}"
     private = not math.isinf(float(eps))
@@ -97,15 +106,12 @@ def dpdm_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
     if not audit_path.exists():
         import torch
 
-        from medistill.audit import AuditConfig, MembershipConfig, run_audit
+        from medistill.audit import run_audit
         from medistill.data import ImageSet
 
         torch.set_num_threads(args.threads)
         dataset = _load(name)
-        config = AuditConfig(embed_epochs=args.embed_epochs, seed=seed, device=args.device,
-                             membership=MembershipConfig(num_models=args.mia_models, epochs=args.mia_epochs, seed=seed),
-                             cache_dir=str(Path(args.runs) / ".audit-cache"))
-        result = run_audit(ImageSet.load(run / "synthetic_set.pt"), dataset, config, progress=False)
+        result = run_audit(ImageSet.load(run / "synthetic_set.pt"), dataset, audit_config(args, seed), progress=False)
         audit_path.write_text(json.dumps(result.summary, indent=1))
     score = json.loads(scores.read_text())["summary"]
     audit = json.loads(audit_path.read_text())
@@ -329,12 +335,8 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    if not sys.stderr.isatty():  # progress bars into a log file: one line every 30 s (the subprocesses inherit it)
-        os.environ.setdefault("TQDM_MININTERVAL", "30")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="run (or continue) the study's cells")
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``run`` command's settings (also the defaults scripts/dp_attack_control.py audits with)."""
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--epsilons", nargs="+", default=list(EPSILONS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -355,6 +357,15 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--runs", default="runs/dp")
     p.add_argument("--results", default="results/dp")
+
+
+def main(argv=None) -> int:
+    if not sys.stderr.isatty():  # progress bars into a log file: one line every 30 s (the subprocesses inherit it)
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run (or continue) the study's cells")
+    add_run_arguments(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("table", help="markdown table of results/dp/*.json")
     p.add_argument("--results", default="results/dp")
