@@ -75,10 +75,7 @@ def main() -> int:
             continue
         run = RUNS / f"control-brain-training-only-dpdm-eps{eps}-s0"
         if not (run / "synthetic_set.pt").exists():
-            subprocess.run([sys.executable, "-m", "medistill", "distill", *folder, "--method", "dm", "--ipc", "10",
-                            "--preset", "quick", "--iterations", "400", "--seed", "0", "--eval-models", "0",
-                            "--threads", "1", "--out", str(run), "--resume-or-start"]
-                           + (["--dp-epsilon", eps] if eps != "inf" else ["--set", "init=noise"]), check=True)
+            subprocess.run(dp_study.distill_command(folder, eps, 0, STUDY, run), check=True)
         dataset = load_dataset(str(brain), size=28, split_dirs="train=Training", test_fraction=0.2)
         result["same_split"][eps] = {**_attack(ImageSet.load(run / "synthetic_set.pt"), dataset),
                                      "members": len(dataset.train_labels), "non_members": len(dataset.test_labels)}

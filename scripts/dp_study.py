@@ -87,16 +87,22 @@ def audit_config(args, seed: int):
                        cache_dir=str(Path(args.runs) / ".audit-cache"))
 
 
-def dpdm_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
-    run = Path(args.runs) / f"{name}-dpdm-eps{_eps_name(eps)}-ipc{args.ipc}-s{seed}"
+def distill_command(data: list[str], eps: str, seed: int, args, run: Path) -> list[str]:
+    """The study's DP-DM distillation (``data``: the ``--dataset …`` arguments; ε = ∞: the same noise-initialised
+    DM with neither clipping nor noise), resuming ``run`` if it was started."""
     private = not math.isinf(float(eps))
-    started = time.time()
-    if not (run / "synthetic_set.pt").exists():
-        _sh(MEDISTILL + ["distill", *dataset_args(name), "--method", "dm", "--ipc", str(args.ipc), "--preset", "quick",
+    return (MEDISTILL + ["distill", *data, "--method", "dm", "--ipc", str(args.ipc), "--preset", "quick",
                          "--iterations", str(args.iterations), "--seed", str(seed), "--eval-models", "0",
                          "--threads", str(args.threads), "--device", args.device, "--out", str(run),
                          "--resume-or-start"]
             + (["--dp-epsilon", eps] if private else ["--set", "init=noise"]))
+
+
+def dpdm_cell(name: str, eps: str, seed: int, args, out: Path) -> dict:
+    run = Path(args.runs) / f"{name}-dpdm-eps{_eps_name(eps)}-ipc{args.ipc}-s{seed}"
+    started = time.time()
+    if not (run / "synthetic_set.pt").exists():
+        _sh(distill_command(dataset_args(name), eps, seed, args, run))
     scores = run / "evaluate.json"
     if not scores.exists():
         _sh(MEDISTILL + ["evaluate", str(run), "--models", str(args.eval_models), "--epochs", str(args.eval_epochs),
@@ -231,6 +237,7 @@ def _mean_sd(values: list[float]) -> str:
     if not values:
         return "–"
     mean = sum(values) / len(values)
+    mean = 0.0 if round(mean, 3) == 0 else mean  # no "-0.000" from rounding error
     if len(values) == 1:  # one seed: no spread to show
         return f"{mean:.3f}"
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
@@ -261,12 +268,48 @@ def cmd_table(args) -> int:
             "attack (`medistill audit`): loss threshold on networks trained on the set; all = every real training "
             "image a member, test split the non-members; targeted = the training images nearest to the synthetic "
             "images as members (0.5 = no leak; DP-SGD: not run).\n\n"
-            + "\n".join(lines) + "\n")
+            + "\n".join(lines) + "\n\n" + _by_epsilon(rows))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text, end="")
     print(f"wrote {args.out}")
     return 0
+
+
+def _by_epsilon(rows: dict[tuple, list[dict]]) -> str:
+    """The same results with ε across: balanced accuracy per method, DP-DM − DP-SGD paired by seed, and the
+    DP-DM sets' attack AUCs (cells: mean ± sd over seeds, n = seeds when not all present)."""
+    names = [n for n in DATASETS if any(key[0] == n for key in rows)]
+    eps_values = [float(e) for e in EPSILONS]
+    n_max = max(len(rs) for (_, kind, _), rs in rows.items() if kind != "random")
+
+    def cell(values: list[float]) -> str:
+        text = _mean_sd(values)
+        return text if len(values) in (0, n_max) else f"{text} (n = {len(values)})"
+
+    head = "| dataset | | " + " | ".join("ε = ∞" if math.isinf(e) else f"ε = {e:g}" for e in eps_values) + " |"
+    rule = "|---|---|" + "---|" * len(eps_values)
+    accuracy, attack = [head, rule], [head, rule]
+    for name in names:
+        by_seed = {kind: {e: {r["seed"]: r for r in rows.get((name, kind, e), [])} for e in eps_values}
+                   for kind in ("dpdm", "dpsgd")}
+        for kind, label in (("dpdm", "DP-DM"), ("dpsgd", "DP-SGD")):
+            accuracy.append(f"| {name} | {label} | " + " | ".join(
+                cell([r["balanced_accuracy"] for r in by_seed[kind][e].values()]) for e in eps_values) + " |")
+        accuracy.append(f"| {name} | DP-DM − DP-SGD (paired by seed) | " + " | ".join(
+            cell([by_seed["dpdm"][e][s]["balanced_accuracy"] - by_seed["dpsgd"][e][s]["balanced_accuracy"]
+                  for s in sorted(set(by_seed["dpdm"][e]) & set(by_seed["dpsgd"][e]))]) for e in eps_values) + " |")
+        random = rows.get((name, "random", math.inf))
+        if random:
+            accuracy.append(f"| {name} | random subsets (not private) | " + "– | " * (len(eps_values) - 1)
+                            + f"{random[0]['balanced_accuracy']:.3f} ± {random[0]['spread']['balanced_accuracy']:.3f} |")
+        for key, label in (("mia_auc", "attack AUC, all"), ("mia_targeted_auc", "attack AUC, targeted")):
+            attack.append(f"| {name} | {label} | " + " | ".join(
+                cell([r.get(key) for r in by_seed["dpdm"][e].values() if r.get(key) is not None])
+                for e in eps_values) + " |")
+    return ("Balanced accuracy (test split) by ε; random subsets: mean ± sd over the subsets, shown at ε = ∞.\n\n"
+            + "\n".join(accuracy) + "\n\nMembership attack AUC on the DP-DM sets by ε (0.5 = no leak).\n\n"
+            + "\n".join(attack) + "\n")
 
 
 def _load_results(folder: str) -> dict[tuple, list[dict]]:
@@ -276,6 +319,18 @@ def _load_results(folder: str) -> dict[tuple, list[dict]]:
         r = json.loads(path.read_text())
         rows.setdefault((r["dataset"], r["kind"], r["epsilon"]), []).append(r)
     return rows
+
+
+def _seeds_and_means(ax, cells: dict[int, list[dict]], key: str, colour: str, label: str) -> None:
+    """Scatter every seed's ``key`` at its x position and join the means (``cells``: x position → that ε's rows)."""
+    means = []
+    for x, rs in cells.items():
+        values = [r[key] for r in rs if r.get(key) is not None]
+        ax.scatter([x] * len(values), values, color=colour, s=12, alpha=0.6)
+        if values:
+            means.append((x, sum(values) / len(values)))
+    if means:
+        ax.plot(*zip(*means), color=colour, label=label)
 
 
 def cmd_plot(args) -> int:
@@ -301,23 +356,10 @@ def cmd_plot(args) -> int:
             mean, sd = random[0]["balanced_accuracy"], random[0]["spread"]["balanced_accuracy"]
             top.axhspan(mean - sd, mean + sd, color="0.85", label="random real subsets (mean ± sd, not private)")
         for kind, colour, label in (("dpdm", "C0", "DP-DM (IPC 10)"), ("dpsgd", "C3", "DP-SGD on all real images")):
-            means = []
-            for eps in ticks:
-                values = [r["balanced_accuracy"] for r in rows.get((name, kind, eps), [])]
-                top.scatter([x_of[eps]] * len(values), values, color=colour, s=12, alpha=0.6)
-                if values:
-                    means.append((x_of[eps], sum(values) / len(values)))
-            if means:
-                top.plot(*zip(*means), color=colour, label=label)
+            _seeds_and_means(top, {x_of[e]: rows.get((name, kind, e), []) for e in ticks}, "balanced_accuracy",
+                             colour, label)
         for key, colour, label in (("mia_auc", "C2", "all training images"), ("mia_targeted_auc", "C1", "targeted")):
-            means = []
-            for eps in ticks:
-                values = [r[key] for r in rows.get((name, "dpdm", eps), []) if r.get(key) is not None]
-                bottom.scatter([x_of[eps]] * len(values), values, color=colour, s=12, alpha=0.6)
-                if values:
-                    means.append((x_of[eps], sum(values) / len(values)))
-            if means:
-                bottom.plot(*zip(*means), color=colour, label=label)
+            _seeds_and_means(bottom, {x_of[e]: rows.get((name, "dpdm", e), []) for e in ticks}, key, colour, label)
         bottom.axhline(0.5, color="0.5", linestyle=":", linewidth=1)
         top.set_title(name)
         for ax in (top, bottom):
