@@ -277,8 +277,8 @@ def cmd_table(args) -> int:
 
 
 def _by_epsilon(rows: dict[tuple, list[dict]]) -> str:
-    """The same results with ε across: balanced accuracy per method, DP-DM − DP-SGD paired by seed, and the
-    DP-DM sets' attack AUCs (cells: mean ± sd over seeds, n = seeds when not all present)."""
+    """The same results with ε across: balanced accuracy and AUC per method with DP-DM − DP-SGD paired by seed,
+    and the DP-DM sets' attack AUCs (cells: mean ± sd over seeds, n = seeds when not all present)."""
     names = [n for n in DATASETS if any(key[0] == n for key in rows)]
     eps_values = [float(e) for e in EPSILONS]
     n_max = max(len(rs) for (_, kind, _), rs in rows.items() if kind != "random")
@@ -289,27 +289,30 @@ def _by_epsilon(rows: dict[tuple, list[dict]]) -> str:
 
     head = "| dataset | | " + " | ".join("ε = ∞" if math.isinf(e) else f"ε = {e:g}" for e in eps_values) + " |"
     rule = "|---|---|" + "---|" * len(eps_values)
-    accuracy, attack = [head, rule], [head, rule]
+    tables = {"balanced_accuracy": [head, rule], "auc": [head, rule], "attack": [head, rule]}
     for name in names:
         by_seed = {kind: {e: {r["seed"]: r for r in rows.get((name, kind, e), [])} for e in eps_values}
                    for kind in ("dpdm", "dpsgd")}
-        for kind, label in (("dpdm", "DP-DM"), ("dpsgd", "DP-SGD")):
-            accuracy.append(f"| {name} | {label} | " + " | ".join(
-                cell([r["balanced_accuracy"] for r in by_seed[kind][e].values()]) for e in eps_values) + " |")
-        accuracy.append(f"| {name} | DP-DM − DP-SGD (paired by seed) | " + " | ".join(
-            cell([by_seed["dpdm"][e][s]["balanced_accuracy"] - by_seed["dpsgd"][e][s]["balanced_accuracy"]
-                  for s in sorted(set(by_seed["dpdm"][e]) & set(by_seed["dpsgd"][e]))]) for e in eps_values) + " |")
         random = rows.get((name, "random", math.inf))
-        if random:
-            accuracy.append(f"| {name} | random subsets (not private) | " + "– | " * (len(eps_values) - 1)
-                            + f"{random[0]['balanced_accuracy']:.3f} ± {random[0]['spread']['balanced_accuracy']:.3f} |")
+        for metric in ("balanced_accuracy", "auc"):
+            lines = tables[metric]
+            for kind, label in (("dpdm", "DP-DM"), ("dpsgd", "DP-SGD")):
+                lines.append(f"| {name} | {label} | " + " | ".join(
+                    cell([r[metric] for r in by_seed[kind][e].values()]) for e in eps_values) + " |")
+            lines.append(f"| {name} | DP-DM − DP-SGD (paired by seed) | " + " | ".join(
+                cell([by_seed["dpdm"][e][s][metric] - by_seed["dpsgd"][e][s][metric]
+                      for s in sorted(set(by_seed["dpdm"][e]) & set(by_seed["dpsgd"][e]))]) for e in eps_values) + " |")
+            if random:
+                lines.append(f"| {name} | random subsets (not private) | " + "– | " * (len(eps_values) - 1)
+                             + f"{random[0][metric]:.3f} ± {random[0]['spread'][metric]:.3f} |")
         for key, label in (("mia_auc", "attack AUC, all"), ("mia_targeted_auc", "attack AUC, targeted")):
-            attack.append(f"| {name} | {label} | " + " | ".join(
+            tables["attack"].append(f"| {name} | {label} | " + " | ".join(
                 cell([r.get(key) for r in by_seed["dpdm"][e].values() if r.get(key) is not None])
                 for e in eps_values) + " |")
     return ("Balanced accuracy (test split) by ε; random subsets: mean ± sd over the subsets, shown at ε = ∞.\n\n"
-            + "\n".join(accuracy) + "\n\nMembership attack AUC on the DP-DM sets by ε (0.5 = no leak).\n\n"
-            + "\n".join(attack) + "\n")
+            + "\n".join(tables["balanced_accuracy"])
+            + "\n\nAUC (test split; one-vs-rest mean for more than two classes) by ε.\n\n" + "\n".join(tables["auc"])
+            + "\n\nMembership attack AUC on the DP-DM sets by ε (0.5 = no leak).\n\n" + "\n".join(tables["attack"]) + "\n")
 
 
 def _load_results(folder: str) -> dict[tuple, list[dict]]:

@@ -20,9 +20,10 @@ def dp_study():
 
 
 def _cell(folder: Path, kind: str, eps: float, seed: int, bal: float, **extra) -> None:
+    """One hand-made cell; its AUC is 0.1 above its balanced accuracy, so the two ε-across tables differ."""
     name = f"breastmnist-{kind}-eps{'inf' if eps == float('inf') else int(eps)}-s{seed}.json"
     record = {"dataset": "breastmnist", "kind": kind, "epsilon": eps, "seed": seed, "ipc": 10,
-              "accuracy": bal, "balanced_accuracy": bal, "auc": bal, "mia_auc": None, **extra}
+              "accuracy": bal, "balanced_accuracy": bal, "auc": bal + 0.1, "mia_auc": None, **extra}
     (folder / name).write_text(json.dumps(record))
 
 
@@ -40,14 +41,23 @@ def test_table_pairs_seeds_and_marks_missing_ones(dp_study, tmp_path):
     _cell(results, "dpsgd", 2.0, 0, 0.55)
     out = tmp_path / "TABLE.md"
     assert dp_study.main(["table", "--results", str(results), "--out", str(out)]) == 0
-    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line
-            for line in out.read_text().splitlines() if line.startswith("| breastmnist |")}
+    text = out.read_text()
+    balanced, auc = (_rows(text.split(heading)[1].split("\n\n")[1]) for heading in ("Balanced accuracy", "AUC (test"))
+    rows = {**balanced, **_rows(text.split("Membership attack AUC")[1])}
     paired = rows[("breastmnist", "DP-DM − DP-SGD (paired by seed)")].split("|")
     assert paired[3].strip() == "0.000 ± 0.141"
     assert paired[4].strip() == "0.100 (n = 1)"
     assert rows[("breastmnist", "DP-DM")].split("|")[3].strip() == "0.650 ± 0.071"
     assert rows[("breastmnist", "attack AUC, targeted")].split("|")[3].strip() == "0.500 ± 0.141"
     assert "– | – |" in rows[("breastmnist", "DP-SGD")]  # ε = 4, 8 not run
+    assert auc[("breastmnist", "DP-DM")].split("|")[3].strip() == "0.750 ± 0.071"  # the AUC table reads "auc"
+    assert auc[("breastmnist", "DP-DM − DP-SGD (paired by seed)")].split("|")[3].strip() == "0.000 ± 0.141"
+
+
+def _rows(table: str) -> dict[tuple, str]:
+    """A markdown table's breastmnist lines keyed by (dataset, row label)."""
+    return {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line
+            for line in table.splitlines() if line.startswith("| breastmnist |")}
 
 
 def test_table_without_results_says_how_to_make_them(dp_study, tmp_path, capsys):
