@@ -309,10 +309,11 @@ def _by_epsilon(rows: dict[tuple, list[dict]]) -> str:
             tables["attack"].append(f"| {name} | {label} | " + " | ".join(
                 cell([r.get(key) for r in by_seed["dpdm"][e].values() if r.get(key) is not None])
                 for e in eps_values) + " |")
-    return ("Balanced accuracy (test split) by ε; random subsets: mean ± sd over the subsets, shown at ε = ∞.\n\n"
-            + "\n".join(tables["balanced_accuracy"])
-            + "\n\nAUC (test split; one-vs-rest mean for more than two classes) by ε.\n\n" + "\n".join(tables["auc"])
-            + "\n\nMembership attack AUC on the DP-DM sets by ε (0.5 = no leak).\n\n" + "\n".join(tables["attack"]) + "\n")
+    titles = {"balanced_accuracy": "Balanced accuracy (test split) by ε; random subsets: mean ± sd over the subsets, "
+                                    "shown at ε = ∞.",
+              "auc": "AUC (test split; one-vs-rest mean for more than two classes) by ε.",
+              "attack": "Membership attack AUC on the DP-DM sets by ε (0.5 = no leak)."}
+    return "\n\n".join(f"{titles[key]}\n\n" + "\n".join(lines) for key, lines in tables.items()) + "\n"
 
 
 def _load_results(folder: str) -> dict[tuple, list[dict]]:
